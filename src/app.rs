@@ -1,0 +1,203 @@
+//! The wiring of `feedsieve run`: open the store, start the API, the sieve and the scheduler, and
+//! stop them in order.
+//!
+//! ```text
+//!  scheduler ──spawns──▶ poll tasks ──PollReport (bounded mpsc)──▶ sieve (one blocking thread)
+//!                          fetch, parse                               dedup, store
+//!  API (axum) ◀──────────────── reads ───────────────────────────────── store
+//! ```
+//!
+//! Shutdown (SIGTERM, SIGINT, or the end of a `--once` pass), in this order: the scheduler stops
+//! starting polls; polls in flight get [`SHUTDOWN_GRACE`] to finish, then their fetches are
+//! cancelled; the sieve drains what was sent to it; sled is flushed; the API stops. The daemon
+//! then exits 0.
+//!
+//! While it runs, the daemon writes `daemon.json` (its pid and the API's bound address) into the
+//! data directory, so that CLI commands find the API when the database is locked.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::api;
+use crate::config::Config;
+use crate::dedup::Settings;
+use crate::fetch::Fetcher;
+use crate::poll::Poller;
+use crate::scheduler::{Mode, Scheduler};
+use crate::sieve::{Sieve, Summary};
+use crate::store::{self, Store};
+
+/// How long polls in flight may run on after a shutdown request before they are cancelled.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Reports waiting for the sieve before poll tasks have to wait their turn.
+const SIEVE_QUEUE: usize = 64;
+
+/// What a running daemon tells CLI commands about itself (`daemon.json` in the data directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Process id.
+    pub pid: u32,
+    /// The address the API is bound to.
+    pub listen: SocketAddr,
+}
+
+/// Where a running daemon's [`DaemonInfo`] lives.
+pub fn daemon_info_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("daemon.json")
+}
+
+/// Reads the running daemon's info, if it left any.
+pub fn read_daemon_info(data_dir: &Path) -> Option<DaemonInfo> {
+    let bytes = std::fs::read(daemon_info_path(data_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Opens the store for `config`, re-indexing when the near index was built for another distance.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = store::Options {
+        max_distance: config.dedup.max_distance,
+        ..store::Options::default()
+    };
+    let store = Store::open(&config.data_dir, &options)?;
+    let reindexed = store.ensure_near_layout(|n| info!(articles = n, "Re-indexing the near-duplicate tables."))?;
+    if reindexed > 0 {
+        info!(articles = reindexed, max_distance = config.dedup.max_distance, "Near-duplicate tables rebuilt.");
+    }
+    Ok(store)
+}
+
+/// Reads the API token when the config names a token file.
+pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
+    match &config.api.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API token file {}", path.display()))?;
+            let token = token.trim().to_string();
+            anyhow::ensure!(!token.is_empty(), "the API token file {} is empty", path.display());
+            Ok(Some(token))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Runs the daemon (or one pass with [`Mode::Once`]) until `shutdown` completes.
+pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>) -> anyhow::Result<Summary> {
+    let store = open_store(config)?;
+
+    // The API: off loopback, every request needs the token.
+    let token = read_token(config)?;
+    let loopback = config.api.listen.ip().is_loopback();
+    anyhow::ensure!(
+        loopback || token.is_some(),
+        "{}: api.listen {} is not a loopback address, so api.token_file must be set",
+        config.path.display(),
+        config.api.listen
+    );
+    let api_stop = CancellationToken::new();
+    let api = match tokio::net::TcpListener::bind(config.api.listen).await {
+        Ok(listener) => {
+            let bound = listener.local_addr().context("cannot read the API's bound address")?;
+            let state = api::ApiState::new(store.clone(), config.feeds.clone(), if loopback { None } else { token });
+            let stop = api_stop.clone();
+            let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());
+            info!(listen = %bound, "API listening.");
+            let info = DaemonInfo {
+                pid: std::process::id(),
+                listen: bound,
+            };
+            let path = daemon_info_path(&config.data_dir);
+            std::fs::write(&path, serde_json::to_vec(&info)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Some(tokio::spawn(async move { server.await }))
+        }
+        Err(e) if mode == Mode::Once => {
+            warn!(listen = %config.api.listen, error = %e, "API not started; reading commands wait until this pass ends.");
+            None
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen)),
+    };
+
+    // The sieve: the one writer, on its own thread.
+    let (reports, inbox) = mpsc::channel(SIEVE_QUEUE);
+    let sieve = Sieve::new(
+        store.writer()?,
+        Settings {
+            max_distance: config.dedup.max_distance,
+        },
+    );
+    let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
+
+    // The scheduler and its poll tasks.
+    let fetcher = Fetcher::new(&config.poll)?;
+    let scheduler = Scheduler::new(
+        config.feeds.clone(),
+        &config.poll,
+        Poller::new(fetcher, store.clone()),
+        store.clone(),
+    );
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    info!(feeds = config.feeds.len(), mode = ?mode, "Polling.");
+    tokio::select! {
+        () = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker) => {}
+        () = shutdown => {
+            info!("Shutting down: finishing polls in flight.");
+            stop.cancel();
+        }
+    }
+
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        warn!(grace = ?SHUTDOWN_GRACE, "Polls still running after the grace period; cancelling them.");
+        abort.cancel();
+        tracker.wait().await;
+    }
+    let summary = sieve.await.context("the sieve thread failed")?;
+    let flushed = store.flush()?;
+    info!(bytes = flushed, "Database flushed.");
+    api_stop.cancel();
+    if let Some(api) = api {
+        match api.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "API server stopped with an error."),
+            Err(e) => warn!(error = %e, "API server task failed."),
+        }
+        let _ = std::fs::remove_file(daemon_info_path(&config.data_dir));
+    }
+    Ok(summary)
+}
+
+/// Completes on SIGTERM or SIGINT (logged).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => info!("Got SIGTERM."),
+                    _ = int.recv() => info!("Got SIGINT."),
+                }
+            }
+            _ => {
+                warn!("Cannot install signal handlers; stop with Ctrl-C.");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

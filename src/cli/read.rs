@@ -1,0 +1,196 @@
+//! `articles`, `duplicates` and `feeds`: print stored records as NDJSON, whether or not the daemon
+//! is running.
+//!
+//! sled admits one process. When the database is free the command opens it directly; when a
+//! daemon holds it, the command reads `daemon.json` from the data directory and pages through the
+//! daemon's API instead. Either way the lines printed are the stored records, byte for byte.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::app::{self, DaemonInfo};
+use crate::config::Config;
+use crate::store::{self, FeedState, Store, StoreError};
+
+/// Records fetched per page, locally or from the API.
+const PAGE: u64 = 1000;
+
+/// Which ordered log to print.
+#[derive(Debug, Clone, Copy)]
+pub enum Log {
+    /// Stored articles.
+    Articles,
+    /// Duplicate records.
+    Duplicates,
+}
+
+impl Log {
+    fn route(self) -> &'static str {
+        match self {
+            Log::Articles => "articles",
+            Log::Duplicates => "duplicates",
+        }
+    }
+}
+
+/// Where records come from.
+enum Source {
+    /// No database yet: nothing stored.
+    Empty,
+    /// The database, opened by this process.
+    Local(Store),
+    /// A running daemon's API.
+    Daemon(Client),
+}
+
+/// An HTTP client for a running daemon's API.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("the daemon's API at {} did not answer", self.base))?;
+        let status = response.status();
+        let body = response.bytes().await.with_context(|| format!("reading {url}"))?;
+        if !status.is_success() {
+            bail!("{url} answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        serde_json::from_slice(&body).with_context(|| format!("{url} sent JSON this feedsieve cannot read"))
+    }
+}
+
+/// Opens the store, or finds the daemon that holds it.
+fn source(config: &Config) -> anyhow::Result<Source> {
+    if !config.data_dir.join("db").exists() {
+        return Ok(Source::Empty);
+    }
+    let options = store::Options {
+        max_distance: config.dedup.max_distance,
+        ..store::Options::default()
+    };
+    match Store::open(&config.data_dir, &options) {
+        Ok(store) => Ok(Source::Local(store)),
+        Err(StoreError::Locked { path }) => {
+            let Some(DaemonInfo { listen, .. }) = app::read_daemon_info(&config.data_dir) else {
+                bail!(
+                    "the database in {} is in use by another feedsieve process that serves no API; try again when it ends",
+                    path.display()
+                );
+            };
+            let host = if listen.ip().is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+            } else {
+                listen
+            };
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .context("cannot build an HTTP client")?;
+            Ok(Source::Daemon(Client {
+                http,
+                base: format!("http://{host}"),
+                token: app::read_token(config)?,
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One page of a log from the API.
+#[derive(Deserialize)]
+struct ApiPage {
+    #[serde(alias = "articles", alias = "duplicates")]
+    records: Vec<Box<RawValue>>,
+    next: u64,
+}
+
+/// Prints records of `log` with seq greater than `after`, at most `limit` of them.
+pub async fn records(config: &Config, log: Log, after: u64, limit: Option<u64>) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut after = after;
+    let mut left = limit.unwrap_or(u64::MAX);
+    let source = source(config)?;
+    while left > 0 {
+        let want = left.min(PAGE);
+        let (count, next) = match &source {
+            Source::Empty => break,
+            Source::Local(store) => {
+                let rows = match log {
+                    Log::Articles => store.articles_after(after, want as usize)?,
+                    Log::Duplicates => store.duplicates_after(after, want as usize)?,
+                };
+                for (_, v) in &rows {
+                    out.write_all(v)?;
+                    out.write_all(b"\n")?;
+                }
+                (rows.len() as u64, rows.last().map_or(after, |(s, _)| *s))
+            }
+            Source::Daemon(client) => {
+                let page: ApiPage = client
+                    .get(&format!("/v1/{}?after={after}&limit={want}", log.route()))
+                    .await?;
+                for r in &page.records {
+                    out.write_all(r.get().as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                (page.records.len() as u64, page.next)
+            }
+        };
+        if count == 0 {
+            break;
+        }
+        left -= count;
+        after = next;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints each configured feed's state.
+pub async fn feeds(config: &Config) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match source(config)? {
+        Source::Empty => {
+            for f in &config.feeds {
+                let state = FeedState::pending(&f.url, f.name.as_deref().unwrap_or(&f.url));
+                serde_json::to_writer(&mut out, &state.public())?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Source::Local(store) => {
+            for state in store.feed_list(&config.feeds)? {
+                serde_json::to_writer(&mut out, &state.public())?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Source::Daemon(client) => {
+            #[derive(Deserialize)]
+            struct Feeds {
+                feeds: Vec<Box<RawValue>>,
+            }
+            let feeds: Feeds = client.get("/v1/feeds").await?;
+            for f in feeds.feeds {
+                out.write_all(f.get().as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! feedsieve: a daemon that polls news feeds, drops repeated articles, and keeps every unique
+//! article in an embedded sled database, in order, for other tools to read.
+//!
+//! # Layout
+//! The modules follow the data, which flows one way:
+//!
+//! | module        | stage                                                                 |
+//! |---------------|-----------------------------------------------------------------------|
+//! | [`config`]    | the TOML file, validated, with file/line/key errors                   |
+//! | [`scheduler`] | when each feed is due; global and per-host limits                     |
+//! | [`poll`]      | one poll of one feed, top to bottom                                   |
+//! | [`fetch`]     | conditional GET (or file read) under timeouts and a body cap          |
+//! | [`parse`]     | feed-rs, then plain text and canonical links: the `Candidate`         |
+//! | [`dedup`]     | fingerprints, the near-duplicate block tables, the `Verdict`          |
+//! | [`sieve`]     | the one writer: judges each candidate and stores it or its verdict    |
+//! | [`store`]     | sled: articles, seq logs, indexes, duplicates, feed states            |
+//! | [`api`]       | the HTTP API over the store                                           |
+//! | [`cli`]       | the commands; reading commands go through the API when the daemon runs |
+//!
+//! [`app`] wires the stages together and stops them in order; [`telemetry`] sets up logging.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dedup;
+pub mod fetch;
+pub mod parse;
+pub mod poll;
+pub mod scheduler;
+pub mod sieve;
+pub mod store;
+pub mod telemetry;

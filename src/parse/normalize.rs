@@ -1,0 +1,340 @@
+//! Normalization: turns the HTML a feed carries into the plain text and canonical link that dedup
+//! and consumers see.
+//!
+//! [`html_to_text`] strips tags, drops `<script>`, `<style>` and comments, decodes entities once
+//! and folds whitespace, keeping paragraphs as blocks separated by one blank line. It is a single
+//! forward pass with no DOM: feed bodies are fragments, often malformed, and this runs for every
+//! item of every poll. Plain-text bodies pass through it unchanged but for whitespace (a blank line
+//! in the input is a paragraph break in both cases).
+//!
+//! [`canonical_link`] makes the link a stable key: resolved against the feed, scheme and host
+//! lowercased (by the `url` crate), fragment and `utm_*` tracking parameters dropped, everything
+//! else kept byte for byte.
+
+use std::borrow::Cow;
+
+use url::Url;
+
+/// Elements whose start or end begins a new paragraph.
+const BLOCK_TAGS: &[&str] = &[
+    "address", "article", "aside", "blockquote", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption",
+    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol",
+    "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "ul",
+];
+
+/// Elements whose whole content is dropped.
+const SKIP_TAGS: &[&str] = &["script", "style", "noscript", "template", "head", "iframe", "object", "svg"];
+
+/// What separates the next word from the text already written.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Gap {
+    /// Nothing: the next characters continue the current word.
+    None,
+    /// One space.
+    Space,
+    /// A paragraph break (`\n\n`).
+    Paragraph,
+}
+
+/// Accumulates text, folding whitespace and placing paragraph breaks.
+struct TextBuilder {
+    out: String,
+    gap: Gap,
+    /// `<br>` tags seen since the last text; two in a row break a paragraph.
+    brs: u32,
+}
+
+impl TextBuilder {
+    fn new(capacity: usize) -> Self {
+        TextBuilder {
+            out: String::with_capacity(capacity),
+            gap: Gap::None,
+            brs: 0,
+        }
+    }
+
+    fn gap(&mut self, gap: Gap) {
+        self.gap = self.gap.max(gap);
+    }
+
+    fn br(&mut self) {
+        self.brs += 1;
+        self.gap(if self.brs >= 2 { Gap::Paragraph } else { Gap::Space });
+    }
+
+    /// Appends text whose entities are already decoded, a run of words at a time.
+    fn push(&mut self, mut text: &str) {
+        while !text.is_empty() {
+            let start = text.find(|c: char| !is_space(c)).unwrap_or(text.len());
+            if start > 0 {
+                let newlines = text[..start].bytes().filter(|&b| b == b'\n').count();
+                self.gap(if newlines >= 2 { Gap::Paragraph } else { Gap::Space });
+            }
+            text = &text[start..];
+            if text.is_empty() {
+                break;
+            }
+            let end = text.find(is_space).unwrap_or(text.len());
+            if !self.out.is_empty() {
+                match self.gap {
+                    Gap::None => {}
+                    Gap::Space => self.out.push(' '),
+                    Gap::Paragraph => self.out.push_str("\n\n"),
+                }
+            }
+            self.gap = Gap::None;
+            self.brs = 0;
+            self.out.push_str(&text[..end]);
+            text = &text[end..];
+        }
+    }
+
+    fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Whitespace for folding: Unicode white space plus the zero-width space and BOM.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{200B}' || c == '\u{FEFF}'
+}
+
+/// Decodes HTML character references (`&amp;`, `&#8217;`, `&hellip;` ...) in a text run.
+fn decode(text: &str) -> Cow<'_, str> {
+    if text.contains('&') {
+        html_escape::decode_html_entities(text)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Converts an HTML fragment (or plain text) to plain text: tags stripped, entities decoded,
+/// whitespace folded, paragraphs kept as blocks separated by a blank line.
+///
+/// ```
+/// use feedsieve::parse::normalize::html_to_text;
+/// let html = "<p>Talks in <b>Paris</b> &amp; Geneva.</p><script>x()</script><p>Second&nbsp;one.</p>";
+/// assert_eq!(html_to_text(html), "Talks in Paris & Geneva.\n\nSecond one.");
+/// ```
+pub fn html_to_text(html: &str) -> String {
+    let bytes = html.as_bytes();
+    let mut out = TextBuilder::new(html.len());
+    let mut text_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'<' {
+            i += memchr_lt(&bytes[i..]);
+            continue;
+        }
+        // A '<' that does not open a tag is text ("a < b").
+        let next = bytes.get(i + 1).copied().unwrap_or(b' ');
+        if !(next.is_ascii_alphabetic() || next == b'/' || next == b'!' || next == b'?') {
+            i += 1;
+            continue;
+        }
+        out.push(&decode(&html[text_start..i]));
+        let (end, tag) = scan_tag(html, i);
+        i = end;
+        text_start = end;
+        match tag {
+            Tag::Cdata(range) => out.push(&html[range]),
+            Tag::Open(name) if SKIP_TAGS.iter().any(|t| t.eq_ignore_ascii_case(name)) => {
+                i = skip_element(html, i, name);
+                text_start = i;
+                out.gap(Gap::Space);
+            }
+            Tag::Open(name) | Tag::Close(name) => {
+                if name.eq_ignore_ascii_case("br") {
+                    out.br();
+                } else if BLOCK_TAGS.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+                    out.gap(Gap::Paragraph);
+                } else if is_spacing_inline(name) {
+                    out.gap(Gap::Space);
+                }
+            }
+            Tag::Other => {}
+        }
+    }
+    out.push(&decode(&html[text_start..]));
+    out.finish()
+}
+
+/// Inline elements that separate words (table cells, images, line-level containers).
+fn is_spacing_inline(name: &str) -> bool {
+    ["td", "th", "img", "caption", "option", "input", "button", "label"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Bytes up to the next `<` (or the end).
+fn memchr_lt(bytes: &[u8]) -> usize {
+    bytes.iter().position(|&b| b == b'<').unwrap_or(bytes.len()).max(1)
+}
+
+/// What a `<...>` construct turned out to be.
+enum Tag<'a> {
+    Open(&'a str),
+    Close(&'a str),
+    /// A CDATA section: its content is text.
+    Cdata(std::ops::Range<usize>),
+    /// Comment, doctype, processing instruction.
+    Other,
+}
+
+/// Scans the construct starting at `at` (a `<`); returns where it ends and what it is.
+fn scan_tag(html: &str, at: usize) -> (usize, Tag<'_>) {
+    let rest = &html[at..];
+    if let Some(body) = rest.strip_prefix("<!--") {
+        let end = body.find("-->").map_or(html.len(), |e| at + 4 + e + 3);
+        return (end, Tag::Other);
+    }
+    if let Some(body) = rest.strip_prefix("<![CDATA[") {
+        let start = at + 9;
+        return match body.find("]]>") {
+            Some(e) => (start + e + 3, Tag::Cdata(start..start + e)),
+            None => (html.len(), Tag::Cdata(start..html.len())),
+        };
+    }
+    let bytes = rest.as_bytes();
+    let closing = bytes[1] == b'/';
+    let name_start = if closing { 2 } else { 1 };
+    let name_len = bytes[name_start..]
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b':'))
+        .unwrap_or(bytes.len() - name_start);
+    let name = &rest[name_start..name_start + name_len];
+    // Find the closing '>' outside quoted attribute values.
+    let mut quote = 0u8;
+    let mut j = name_start + name_len;
+    while j < bytes.len() {
+        let b = bytes[j];
+        if quote != 0 {
+            if b == quote {
+                quote = 0;
+            }
+        } else if b == b'"' || b == b'\'' {
+            quote = b;
+        } else if b == b'>' {
+            break;
+        }
+        j += 1;
+    }
+    let end = (at + j + 1).min(html.len());
+    let tag = if bytes[1] == b'!' || bytes[1] == b'?' || name.is_empty() {
+        Tag::Other
+    } else if closing {
+        Tag::Close(name)
+    } else {
+        Tag::Open(name)
+    };
+    (end, tag)
+}
+
+/// Skips to just after `</name>` (case-insensitive), or to the end when it never closes.
+fn skip_element(html: &str, from: usize, name: &str) -> usize {
+    let bytes = html.as_bytes();
+    let mut i = from;
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'<') {
+        let at = i + off;
+        let after = at + 2;
+        if bytes.get(at + 1) == Some(&b'/')
+            && html
+                .get(after..after + name.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        {
+            return bytes[after..].iter().position(|&b| b == b'>').map_or(html.len(), |e| after + e + 1);
+        }
+        i = at + 1;
+    }
+    html.len()
+}
+
+/// Turns paragraphs into one line (for titles).
+pub fn one_line(text: &str) -> String {
+    if text.contains('\n') {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Canonical form of an item link: resolved against `base`, scheme and host lowercased,
+/// fragment and `utm_*` parameters dropped. `None` when `href` is not a usable http(s) URL.
+///
+/// ```
+/// use feedsieve::parse::normalize::canonical_link;
+/// assert_eq!(
+///     canonical_link("HTTPS://News.Example.ORG/a/b?id=7&utm_source=rss&UTM_Medium=x#top", None).as_deref(),
+///     Some("https://news.example.org/a/b?id=7"),
+/// );
+/// ```
+pub fn canonical_link(href: &str, base: Option<&Url>) -> Option<String> {
+    let href = href.trim();
+    if href.is_empty() {
+        return None;
+    }
+    let mut url = Url::options().base_url(base).parse(href).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    url.set_fragment(None);
+    if let Some(query) = url.query() {
+        if query.split('&').any(|p| is_tracking(p) || p.is_empty()) {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !is_tracking(p)).collect();
+            let kept = kept.join("&");
+            url.set_query(if kept.is_empty() { None } else { Some(&kept) });
+        }
+    }
+    Some(url.into())
+}
+
+/// A `utm_*` query parameter (any case).
+fn is_tracking(pair: &str) -> bool {
+    pair.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("utm_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paragraphs_are_blank_line_separated() {
+        let html = "<div><p>One  two\n three.</p>\n<p>Four &amp; five &#8217;six&#x2019; &hellip;</p></div><ul><li>a</li><li>b</li></ul>";
+        assert_eq!(html_to_text(html), "One two three.\n\nFour & five \u{2019}six\u{2019} \u{2026}\n\na\n\nb");
+    }
+
+    #[test]
+    fn inline_tags_do_not_split_words() {
+        assert_eq!(html_to_text("un<b>believ</b>able <a href=\"x>y\">link</a>"), "unbelievable link");
+    }
+
+    #[test]
+    fn breaks_scripts_comments_cdata() {
+        let html = "a<br>b<br/><br />c<!-- x <p> --><script>if (a<b) {}</script><STYLE>p{}</STYLE>d<![CDATA[ <e> ]]>";
+        assert_eq!(html_to_text(html), "a b\n\nc d <e>");
+    }
+
+    #[test]
+    fn plain_text_keeps_paragraphs_and_literal_angles() {
+        assert_eq!(html_to_text("  a < b and c>d\n\n\n second\tpara \n"), "a < b and c>d\n\nsecond para");
+        assert_eq!(html_to_text(""), "");
+        assert_eq!(html_to_text("<p></p>&nbsp;"), "");
+    }
+
+    #[test]
+    fn unterminated_constructs_do_not_panic() {
+        for html in ["<", "<p", "<!--", "<![CDATA[x", "<script>x", "<a href='x", "&", "&#xZZ;", "</", "<é>"] {
+            let _ = html_to_text(html);
+        }
+    }
+
+    #[test]
+    fn canonical_links() {
+        let base = Url::parse("https://example.org/feeds/rss.xml").unwrap();
+        assert_eq!(canonical_link("/world/1?utm_campaign=a", Some(&base)).as_deref(), Some("https://example.org/world/1"));
+        assert_eq!(canonical_link("HTTP://EXAMPLE.org:80/x#frag", None).as_deref(), Some("http://example.org/x"));
+        assert_eq!(canonical_link("https://e.org/?a=1&&utm_x=2&b=%20", None).as_deref(), Some("https://e.org/?a=1&b=%20"));
+        assert_eq!(canonical_link("mailto:a@b.c", None), None);
+        assert_eq!(canonical_link("   ", None), None);
+    }
+}

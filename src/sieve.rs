@@ -1,0 +1,256 @@
+//! The sieve: where dedup and store meet, one poll report at a time.
+//!
+//! In: [`PollReport`]s from the poll tasks, over a bounded channel (a slow disk slows the fetchers
+//! instead of growing a queue). Out: articles and duplicate records in the store, the feed's new
+//! state, and one log line per poll.
+//!
+//! The sieve is the only writer. It runs on one blocking thread and takes reports in the order
+//! they arrive, so "check the indexes, then insert" is atomic by construction: two feeds that
+//! deliver the same story in the same instant are judged one after the other, and the second is
+//! a duplicate of the first. The feed's validators are saved only after its entries are stored,
+//! so a crash in between makes the next poll fetch the body again rather than lose it.
+//!
+//! A store failure while handling one report is logged and written into that feed's state; the
+//! sieve goes on with the next report.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::FeedConfig;
+use crate::dedup::fingerprint::fingerprint;
+use crate::dedup::{Settings, Verdict, judge};
+use crate::fetch::Validators;
+use crate::parse::Candidate;
+use crate::store::{FeedState, FeedStatus, Inserted, StoreError, Writer};
+
+/// What one poll of one feed produced, handed from the poll task to the sieve.
+#[derive(Debug)]
+pub struct PollReport {
+    /// The feed polled.
+    pub feed: FeedConfig,
+    /// When the poll started.
+    pub started: DateTime<Utc>,
+    /// How long fetch and parse took.
+    pub elapsed: Duration,
+    /// When the scheduler will poll it next.
+    pub next_fetch: DateTime<Utc>,
+    /// What happened.
+    pub outcome: PollOutcome,
+}
+
+/// The result of one poll.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// 304 or an unchanged file: nothing to do.
+    NotModified {
+        /// HTTP status (0 for files).
+        status: u16,
+    },
+    /// Fetched and parsed.
+    Fetched {
+        /// HTTP status (0 for files).
+        status: u16,
+        /// Body size.
+        bytes: usize,
+        /// Validators to save once the entries are stored.
+        validators: Validators,
+        /// The feed's entries.
+        entries: Vec<Candidate>,
+    },
+    /// Fetch or parse failed.
+    Failed {
+        /// HTTP status, when the server answered.
+        status: Option<u16>,
+        /// One sentence naming the stage and the cause.
+        error: String,
+    },
+}
+
+/// Counts for one report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Articles stored.
+    pub new: u64,
+    /// Duplicates recorded.
+    pub duplicates: u64,
+    /// Entries the feed listed again (skipped silently).
+    pub relisted: u64,
+}
+
+/// Totals over a run, for the `run --once` summary.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Polls handled.
+    pub polls: u64,
+    /// Polls that fetched and parsed a body.
+    pub fetched: u64,
+    /// Polls answered "not modified".
+    pub not_modified: u64,
+    /// Failed polls: (feed URL, error).
+    pub failed: Vec<(String, String)>,
+    /// Articles stored.
+    pub new: u64,
+    /// Duplicates recorded.
+    pub duplicates: u64,
+}
+
+/// The single writer task's state.
+pub struct Sieve {
+    writer: Writer,
+    settings: Settings,
+    summary: Summary,
+}
+
+impl Sieve {
+    /// A sieve writing through `writer`.
+    pub fn new(writer: Writer, settings: Settings) -> Sieve {
+        Sieve {
+            writer,
+            settings,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Takes reports until every sender is gone, then returns the totals.
+    pub fn run_blocking(mut self, mut reports: mpsc::Receiver<PollReport>) -> Summary {
+        while let Some(report) = reports.blocking_recv() {
+            self.handle(report);
+        }
+        self.summary
+    }
+
+    /// Handles one report: stores, records, updates the feed's state, logs the poll.
+    pub fn handle(&mut self, report: PollReport) -> Tally {
+        let url = report.feed.url.clone();
+        self.summary.polls += 1;
+        match self.apply(report) {
+            Ok(tally) => tally,
+            Err((report_state, e)) => {
+                warn!(feed = %url, error = %e, "Could not store a poll's results.");
+                self.summary.failed.push((url, e.to_string()));
+                if let Some(mut state) = report_state {
+                    state.status = FeedStatus::Error;
+                    state.error = Some(e.to_string());
+                    state.failures += 1;
+                    if let Err(e) = self.writer.put_feed_state(&state) {
+                        warn!(feed = %state.url, error = %e, "Could not save the feed's state.");
+                    }
+                }
+                Tally::default()
+            }
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn apply(&mut self, report: PollReport) -> Result<Tally, (Option<FeedState>, StoreError)> {
+        let PollReport {
+            feed,
+            started,
+            elapsed,
+            next_fetch,
+            outcome,
+        } = report;
+        let name = feed.name.clone().unwrap_or_else(|| feed.url.clone());
+        let mut state = self
+            .writer
+            .store()
+            .feed_state(&feed.url)
+            .map_err(|e| (None, e))?
+            .unwrap_or_else(|| FeedState::pending(&feed.url, &name));
+        state.name = name;
+        state.last_fetch = Some(started);
+        state.next_fetch = Some(next_fetch);
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let mut tally = Tally::default();
+        match outcome {
+            PollOutcome::NotModified { status } => {
+                self.summary.not_modified += 1;
+                state.status = FeedStatus::NotModified;
+                state.http_status = (status != 0).then_some(status);
+                state.error = None;
+                state.failures = 0;
+                info!(feed = %feed.url, status, bytes = 0, elapsed_ms, new = 0, duplicates = 0, "Polled feed: not modified.");
+            }
+            PollOutcome::Fetched {
+                status,
+                bytes,
+                validators,
+                mut entries,
+            } => {
+                // Feeds list newest first; store oldest first so seq follows publication.
+                entries.reverse();
+                entries.sort_by_key(|c| c.published);
+                for c in &entries {
+                    self.sieve_one(c, started, &mut tally).map_err(|e| (Some(state.clone()), e))?;
+                }
+                self.summary.fetched += 1;
+                self.summary.new += tally.new;
+                self.summary.duplicates += tally.duplicates;
+                state.status = FeedStatus::Ok;
+                state.http_status = (status != 0).then_some(status);
+                state.error = None;
+                state.failures = 0;
+                state.articles += tally.new;
+                state.duplicates += tally.duplicates;
+                state.etag = validators.etag;
+                state.last_modified = validators.last_modified;
+                info!(
+                    feed = %feed.url,
+                    status,
+                    bytes,
+                    elapsed_ms,
+                    entries = entries.len(),
+                    new = tally.new,
+                    duplicates = tally.duplicates,
+                    "Polled feed."
+                );
+            }
+            PollOutcome::Failed { status, error } => {
+                state.status = FeedStatus::Error;
+                state.http_status = status;
+                state.error = Some(error.clone());
+                state.failures += 1;
+                self.summary.failed.push((feed.url.clone(), error.clone()));
+                warn!(feed = %feed.url, status = status.unwrap_or(0), elapsed_ms, failures = state.failures, error = %error, "Poll failed.");
+            }
+        }
+        self.writer.put_feed_state(&state).map_err(|e| (Some(state.clone()), e))?;
+        Ok(tally)
+    }
+
+    /// Judges one entry and stores or records it.
+    fn sieve_one(&mut self, c: &Candidate, fetched: DateTime<Utc>, tally: &mut Tally) -> Result<(), StoreError> {
+        let fp = fingerprint(&c.text);
+        let verdict = judge(c, &fp, self.writer.store(), self.settings)?;
+        let found = match verdict {
+            Verdict::Relisted => {
+                tally.relisted += 1;
+                return Ok(());
+            }
+            Verdict::Duplicate(m) => m,
+            Verdict::New => match self.writer.insert_article(c, &fp, fetched)? {
+                Inserted::Stored { seq, id } => {
+                    debug!(feed = %c.feed, seq, id = %id, title = %c.title, "Stored article.");
+                    tally.new += 1;
+                    return Ok(());
+                }
+                Inserted::Taken(m) => m,
+            },
+        };
+        let seq = self.writer.insert_duplicate(c, &found, fetched)?;
+        debug!(
+            feed = %c.feed,
+            title = %c.title,
+            reason = found.reason.as_str(),
+            of = found.seq,
+            distance = found.distance,
+            seq,
+            "Dropped duplicate."
+        );
+        tally.duplicates += 1;
+        Ok(())
+    }
+}

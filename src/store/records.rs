@@ -1,0 +1,202 @@
+//! The records the store keeps and hands out. Each type that reaches a consumer documents its
+//! wire format here, on the type that writes it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::dedup::Reason;
+
+/// A stored unique article, as printed by `feedsieve articles` and served by `/v1/articles`.
+///
+/// # Format
+/// One JSON object per line (NDJSON), fields in this order: `seq` (u64, strictly increasing,
+/// never reused), `id` (stable string), `feed` (URL of the feed it came from), `url` (canonical
+/// link or null), `title`, `published` (RFC 3339 or null), `fetched` (RFC 3339), `text` (plain
+/// text, paragraphs separated by a blank line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Article {
+    /// Position in the article log.
+    pub seq: u64,
+    /// Stable id, derived from the feed and the guid.
+    pub id: String,
+    /// URL of the feed it came from.
+    pub feed: String,
+    /// Canonical link.
+    pub url: Option<String>,
+    /// Title on one line.
+    pub title: String,
+    /// When the publisher says it was published.
+    pub published: Option<DateTime<Utc>>,
+    /// When feedsieve fetched it.
+    pub fetched: DateTime<Utc>,
+    /// Plain text of the body.
+    pub text: String,
+}
+
+/// A suppressed item, as printed by `feedsieve duplicates` and served by `/v1/duplicates`.
+///
+/// # Format
+/// NDJSON: `seq` (its own sequence, strictly increasing), `feed`, `url`, `title`,
+/// `duplicate_of` (the `id` of the stored article it repeats), `reason` (`guid`, `url`, `content`,
+/// `near` or `contained`), `distance` (Hamming bits, only for `near`), `containment` (0..1, only
+/// for `contained`), `fetched` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Duplicate {
+    /// Position in the duplicate log.
+    pub seq: u64,
+    /// URL of the feed that delivered the copy.
+    pub feed: String,
+    /// The copy's canonical link.
+    pub url: Option<String>,
+    /// The copy's title.
+    pub title: String,
+    /// Id of the stored article it repeats.
+    pub duplicate_of: String,
+    /// Which check caught it.
+    pub reason: Reason,
+    /// Hamming distance, for `near`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+    /// Share of text contained, for `contained`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<f64>,
+    /// When feedsieve fetched the copy.
+    pub fetched: DateTime<Utc>,
+}
+
+/// The keys an article was indexed under, kept so that its index entries can be found again
+/// (re-index after a layout change, retention, fsck).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArticleKeys {
+    /// Feed it came from.
+    pub feed: String,
+    /// Guid within that feed.
+    pub guid: String,
+    /// Canonical link.
+    pub url: Option<String>,
+    /// Simhash of the body.
+    pub simhash: u64,
+    /// Content hash of the body.
+    pub content: u64,
+    /// Words in the body.
+    pub words: u32,
+    /// When it was stored.
+    pub stored: DateTime<Utc>,
+}
+
+/// How a feed's last poll went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedStatus {
+    /// Fetched and parsed.
+    Ok,
+    /// The server answered 304 (or the file did not change).
+    NotModified,
+    /// The last poll failed; `error` says why.
+    Error,
+    /// The server answered 410: polling stopped.
+    Gone,
+    /// Not polled yet.
+    Pending,
+}
+
+/// A feed's polling state, persisted across restarts.
+///
+/// # Format
+/// `feedsieve feeds` prints it as NDJSON: `url`, `name`, `status` (`ok`, `not_modified`,
+/// `error`, `gone`, `pending`), `last_fetch`, `next_fetch` (RFC 3339 or null), `error` (a sentence
+/// or null), `articles`, `duplicates` (counts over the feed's life), `http_status` (last HTTP
+/// status or null), `failures` (consecutive failed polls). The validators (`etag`,
+/// `last_modified`) are kept but not printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedState {
+    /// The feed's URL (its identity).
+    pub url: String,
+    /// Display name.
+    pub name: String,
+    /// How the last poll went.
+    pub status: FeedStatus,
+    /// When it was last polled.
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// When it is due next.
+    pub next_fetch: Option<DateTime<Utc>>,
+    /// Why the last poll failed.
+    pub error: Option<String>,
+    /// Articles stored from it.
+    pub articles: u64,
+    /// Duplicates it delivered.
+    pub duplicates: u64,
+    /// Last HTTP status.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// Consecutive failed polls.
+    #[serde(default)]
+    pub failures: u32,
+    /// ETag of the last 200 response, sent back as If-None-Match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Last-Modified of the last 200 response, sent back as If-Modified-Since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl FeedState {
+    /// The state of a feed that was never polled.
+    pub fn pending(url: &str, name: &str) -> FeedState {
+        FeedState {
+            url: url.to_string(),
+            name: name.to_string(),
+            status: FeedStatus::Pending,
+            last_fetch: None,
+            next_fetch: None,
+            error: None,
+            articles: 0,
+            duplicates: 0,
+            http_status: None,
+            failures: 0,
+            etag: None,
+            last_modified: None,
+        }
+    }
+
+    /// The record consumers see (without the validators).
+    pub fn public(&self) -> FeedView<'_> {
+        FeedView {
+            url: &self.url,
+            name: &self.name,
+            status: self.status,
+            last_fetch: self.last_fetch,
+            next_fetch: self.next_fetch,
+            error: self.error.as_deref(),
+            articles: self.articles,
+            duplicates: self.duplicates,
+            http_status: self.http_status,
+            failures: self.failures,
+        }
+    }
+}
+
+/// The public form of [`FeedState`]; see its format.
+#[derive(Debug, Serialize)]
+pub struct FeedView<'a> {
+    /// See [`FeedState::url`].
+    pub url: &'a str,
+    /// See [`FeedState::name`].
+    pub name: &'a str,
+    /// See [`FeedState::status`].
+    pub status: FeedStatus,
+    /// See [`FeedState::last_fetch`].
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// See [`FeedState::next_fetch`].
+    pub next_fetch: Option<DateTime<Utc>>,
+    /// See [`FeedState::error`].
+    pub error: Option<&'a str>,
+    /// See [`FeedState::articles`].
+    pub articles: u64,
+    /// See [`FeedState::duplicates`].
+    pub duplicates: u64,
+    /// See [`FeedState::http_status`].
+    pub http_status: Option<u16>,
+    /// See [`FeedState::failures`].
+    pub failures: u32,
+}
