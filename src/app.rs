@@ -69,9 +69,14 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         ..store::Options::default()
     };
     let store = Store::open(&config.data_dir, &options)?;
-    let reindexed = store.ensure_near_layout(|n| info!(articles = n, "Re-indexing the near-duplicate tables."))?;
+    let reindexed = store
+        .ensure_near_layout(|n| info!(articles = n, "Re-indexing the near-duplicate tables."))?;
     if reindexed > 0 {
-        info!(articles = reindexed, max_distance = config.dedup.max_distance, "Near-duplicate tables rebuilt.");
+        info!(
+            articles = reindexed,
+            max_distance = config.dedup.max_distance,
+            "Near-duplicate tables rebuilt."
+        );
     }
     Ok(store)
 }
@@ -83,7 +88,11 @@ pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
             let token = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API token file {}", path.display()))?;
             let token = token.trim().to_string();
-            anyhow::ensure!(!token.is_empty(), "the API token file {} is empty", path.display());
+            anyhow::ensure!(
+                !token.is_empty(),
+                "the API token file {} is empty",
+                path.display()
+            );
             Ok(Some(token))
         }
         None => Ok(None),
@@ -91,7 +100,11 @@ pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
 }
 
 /// Runs the daemon (or one pass with [`Mode::Once`]) until `shutdown` completes.
-pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>) -> anyhow::Result<Summary> {
+pub async fn run(
+    config: &Config,
+    mode: Mode,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Summary> {
     let store = open_store(config)?;
 
     // The API: off loopback, every request needs the token.
@@ -106,10 +119,17 @@ pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>
     let api_stop = CancellationToken::new();
     let api = match tokio::net::TcpListener::bind(config.api.listen).await {
         Ok(listener) => {
-            let bound = listener.local_addr().context("cannot read the API's bound address")?;
-            let state = api::ApiState::new(store.clone(), config.feeds.clone(), if loopback { None } else { token });
+            let bound = listener
+                .local_addr()
+                .context("cannot read the API's bound address")?;
+            let state = api::ApiState::new(
+                store.clone(),
+                config.feeds.clone(),
+                if loopback { None } else { token },
+            );
             let stop = api_stop.clone();
-            let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());
+            let server = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(stop.cancelled_owned());
             info!(listen = %bound, "API listening.");
             let info = DaemonInfo {
                 pid: std::process::id(),
@@ -124,7 +144,10 @@ pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>
             warn!(listen = %config.api.listen, error = %e, "API not started; reading commands wait until this pass ends.");
             None
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen)),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen));
+        }
     };
 
     // The sieve: the one writer, on its own thread.
@@ -133,6 +156,7 @@ pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>
         store.writer()?,
         Settings {
             max_distance: config.dedup.max_distance,
+            containment: config.dedup.containment,
         },
     );
     let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
@@ -158,7 +182,10 @@ pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>
     }
 
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(grace = ?SHUTDOWN_GRACE, "Polls still running after the grace period; cancelling them.");
         abort.cancel();
         tracker.wait().await;
@@ -178,26 +205,25 @@ pub async fn run(config: &Config, mode: Mode, shutdown: impl Future<Output = ()>
     Ok(summary)
 }
 
-/// Completes on SIGTERM or SIGINT (logged).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+/// Registers SIGTERM and SIGINT handlers now, and returns a future that completes (logging which)
+/// when either arrives. Registering before anything else starts means a signal during start-up
+/// is a clean stop, not the default action of killing the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => info!("Got SIGTERM."),
                     _ = int.recv() => info!("Got SIGINT."),
                 }
             }
-            _ => {
-                warn!("Cannot install signal handlers; stop with Ctrl-C.");
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "Cannot install signal handlers; stop with Ctrl-C.");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

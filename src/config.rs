@@ -97,6 +97,8 @@ pub struct DedupConfig {
     pub max_distance: u32,
     /// How long fingerprints stay in the near-duplicate index.
     pub window: Duration,
+    /// Smallest containment (0..1) for a `contained` duplicate.
+    pub containment: f64,
 }
 
 /// `[retention]`: how long articles are kept.
@@ -160,7 +162,11 @@ impl Config {
             invalid(inner.span(), key, message)
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        let mut config = raw.build(base, &|span, key, message| invalid(Some(span), key, message), text)?;
+        let mut config = raw.build(
+            base,
+            &|span, key, message| invalid(Some(span), key, message),
+            text,
+        )?;
         config.path = path.to_path_buf();
         Ok(config)
     }
@@ -267,6 +273,7 @@ impl Default for RawPoll {
 struct RawDedup {
     max_distance: toml::Spanned<u32>,
     window: Dur,
+    containment: toml::Spanned<f64>,
 }
 
 impl Default for RawDedup {
@@ -274,6 +281,7 @@ impl Default for RawDedup {
         RawDedup {
             max_distance: toml::Spanned::new(0..0, 3),
             window: Dur(Duration::from_secs(30 * 86_400)),
+            containment: toml::Spanned::new(0..0, 0.6),
         }
     }
 }
@@ -323,7 +331,11 @@ impl RawConfig {
         })?;
         let positive = |value: &toml::Spanned<usize>, key: &str| {
             if *value.get_ref() == 0 {
-                Err(invalid(value.span(), key.into(), "must be at least 1".into()))
+                Err(invalid(
+                    value.span(),
+                    key.into(),
+                    "must be at least 1".into(),
+                ))
             } else {
                 Ok(*value.get_ref())
             }
@@ -339,17 +351,30 @@ impl RawConfig {
             ));
         }
 
+        let containment = *self.dedup.containment.get_ref();
+        if !(containment > 0.0 && containment <= 1.0) {
+            return Err(invalid(
+                self.dedup.containment.span(),
+                "dedup.containment".into(),
+                "must be a share between 0 (exclusive) and 1, such as 0.6".into(),
+            ));
+        }
+
         let mut feeds: Vec<FeedConfig> = Vec::with_capacity(self.feeds.len());
         let mut first_line: Vec<usize> = Vec::with_capacity(self.feeds.len());
         for (i, raw) in self.feeds.into_iter().enumerate() {
             let span = raw.url.span();
             let key = format!("feeds[{i}].url");
-            let url = feed_url(raw.url.get_ref(), base).map_err(|m| invalid(span.clone(), key.clone(), m))?;
+            let url = feed_url(raw.url.get_ref(), base)
+                .map_err(|m| invalid(span.clone(), key.clone(), m))?;
             if let Some(j) = feeds.iter().position(|f| f.url == url) {
                 return Err(invalid(
                     span,
                     key,
-                    format!("{url} is already listed as feeds[{j}] (line {})", first_line[j]),
+                    format!(
+                        "{url} is already listed as feeds[{j}] (line {})",
+                        first_line[j]
+                    ),
                 ));
             }
             first_line.push(line_of(text, span.start));
@@ -379,6 +404,7 @@ impl RawConfig {
             dedup: DedupConfig {
                 max_distance,
                 window: self.dedup.window.0,
+                containment,
             },
             retention: RetentionConfig {
                 max_age: self.retention.max_age.map(|d| d.0),
@@ -425,7 +451,9 @@ struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -460,7 +488,11 @@ impl<'de> Deserialize<'de> for Size {
 
 /// Parses `"90s"`, `"15m"`, `"2h"`, `"30d"`, `"1h30m"`, `"250ms"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (write a number and a unit: \"90s\", \"15m\", \"2h\", \"30d\")");
+    let bad = || {
+        format!(
+            "invalid duration {s:?} (write a number and a unit: \"90s\", \"15m\", \"2h\", \"30d\")"
+        )
+    };
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -468,13 +500,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
         let part = match unit {
@@ -522,7 +558,9 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        parse(text).expect_err("config should be refused").to_string()
+        parse(text)
+            .expect_err("config should be refused")
+            .to_string()
     }
 
     #[test]
@@ -575,7 +613,10 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err("data_dir = \"x\"\n[poll]\ninterval = \"5m\"\nintreval = \"5m\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:4: poll.intreval:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:4: poll.intreval:"),
+            "{e}"
+        );
         let e = err("colour = 1\n");
         assert!(e.starts_with("/etc/feedsieve/test.toml:1: colour:"), "{e}");
     }
@@ -583,12 +624,23 @@ mod tests {
     #[test]
     fn bad_duration_and_size_name_their_key() {
         let e = err("[poll]\n\ninterval = \"soon\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:3: poll.interval:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:3: poll.interval:"),
+            "{e}"
+        );
         assert!(e.contains("invalid duration"), "{e}");
         let e = err("[poll]\nmax_body = \"lots\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:2: poll.max_body:"), "{e}");
-        let e = err("[[feeds]]\nurl = \"http://a/\"\n[[feeds]]\nurl = \"http://b/\"\ninterval = \"7q\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:5: feeds[1].interval:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: poll.max_body:"),
+            "{e}"
+        );
+        let e = err(
+            "[[feeds]]\nurl = \"http://a/\"\n[[feeds]]\nurl = \"http://b/\"\ninterval = \"7q\"\n",
+        );
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:5: feeds[1].interval:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -596,11 +648,21 @@ mod tests {
         let e = err("[[feeds]]\nurl = \"http://a/\"\n\n[[feeds]]\nname = \"no url\"\n");
         assert!(e.contains("feeds[1]"), "{e}");
         assert!(e.contains("missing field `url`"), "{e}");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:4:") || e.starts_with("/etc/feedsieve/test.toml:5:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:4:")
+                || e.starts_with("/etc/feedsieve/test.toml:5:"),
+            "{e}"
+        );
         let e = err("[[feeds]]\nurl = \"gopher://a/\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:2: feeds[0].url:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: feeds[0].url:"),
+            "{e}"
+        );
         let e = err("[[feeds]]\nurl = \"http://a/\"\n[[feeds]]\nurl = \"http://a/\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:4: feeds[1].url:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:4: feeds[1].url:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -608,10 +670,24 @@ mod tests {
         let e = err("[poll\n");
         assert!(e.starts_with("/etc/feedsieve/test.toml:1:"), "{e}");
         let e = err("[dedup]\nmax_distance = 12\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:2: dedup.max_distance:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: dedup.max_distance:"),
+            "{e}"
+        );
+        let e = err("[dedup]\ncontainment = 1.5\n");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: dedup.containment:"),
+            "{e}"
+        );
         let e = err("[poll]\nconcurrency = 0\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:2: poll.concurrency:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: poll.concurrency:"),
+            "{e}"
+        );
         let e = err("[api]\nlisten = \"localhost\"\n");
-        assert!(e.starts_with("/etc/feedsieve/test.toml:2: api.listen:"), "{e}");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: api.listen:"),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::config::FeedConfig;
 use crate::fetch::{Fetched, Fetcher, Validators};
 use crate::parse::parse_feed;
@@ -27,8 +29,9 @@ impl Poller {
         Poller { fetcher, store }
     }
 
-    /// Fetches and parses `feed` (the sieve stores the result).
-    pub async fn fetch(&self, feed: &FeedConfig) -> PollOutcome {
+    /// Fetches and parses `feed` (the sieve stores the result). `host`, when given, is the
+    /// feed's per-host limit: a permit is held for the request only.
+    pub async fn poll(&self, feed: &FeedConfig, host: Option<Arc<Semaphore>>) -> PollOutcome {
         let validators = match self.store.feed_state(&feed.url) {
             Ok(Some(state)) => Validators {
                 etag: state.etag,
@@ -42,7 +45,13 @@ impl Poller {
                 };
             }
         };
-        let (status, body, validators) = match self.fetcher.fetch(&feed.url, &validators).await {
+        let host_permit = match host {
+            Some(h) => h.acquire_owned().await.ok(),
+            None => None,
+        };
+        let fetched = self.fetcher.fetch(&feed.url, &validators).await;
+        drop(host_permit);
+        let (status, body, validators) = match fetched {
             Ok(Fetched::NotModified { status }) => return PollOutcome::NotModified { status },
             Ok(Fetched::Body {
                 status,
@@ -61,7 +70,12 @@ impl Poller {
 
     /// Parses a fetched body on the blocking pool: parsing is CPU work and must not stall the
     /// fetches sharing the async threads.
-    async fn parse(feed: &FeedConfig, status: u16, body: bytes::Bytes, validators: Validators) -> PollOutcome {
+    async fn parse(
+        feed: &FeedConfig,
+        status: u16,
+        body: bytes::Bytes,
+        validators: Validators,
+    ) -> PollOutcome {
         let url: Arc<str> = Arc::from(feed.url.as_str());
         let bytes = body.len();
         let parsed = tokio::task::spawn_blocking(move || parse_feed(&body, &url)).await;

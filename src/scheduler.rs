@@ -4,10 +4,15 @@
 //! [`PollReport`] to the sieve.
 //!
 //! Each feed is polled at its own interval (else `poll.interval`), stretched or shrunk by up to
-//! 10% at random so that feeds added together drift apart. At most `poll.concurrency` fetches are
-//! in flight, and at most `poll.per_host` to one host: a semaphore each, held for the fetch only
-//! (parsing and storing do not block the next request). A feed is never polled twice at once: it
-//! is back in the queue only when its poll task has finished.
+//! 10% at random so that feeds added together drift apart.
+//!
+//! Two semaphores bound the work. `poll.concurrency` permits bound the polls in flight: the loop
+//! takes a permit *before* it spawns a poll task, and the task holds it through fetch, parse and
+//! the hand-off to the sieve, so a slow sieve slows fetching instead of letting fetched bodies
+//! pile up in memory, and polls start in due order (with `concurrency = 1`, a `--once` pass hands
+//! feeds to the sieve in config order). `poll.per_host` permits per host bound the requests to
+//! one host; a task holds one for its request only. A feed is never polled twice at once: it is
+//! back in the queue only when its poll task has finished.
 //!
 //! On start, a feed whose stored `next_fetch` lies in the future waits for it (restarting the
 //! daemon does not hammer publishers); the others start within a few seconds, spread at random.
@@ -20,8 +25,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::{Semaphore, mpsc};
+use chrono::{SubsecRound, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,7 +66,12 @@ struct Done {
 impl Scheduler {
     /// A scheduler for `feeds` with the limits of `poll`, polling through `poller` and reading
     /// each feed's stored `next_fetch` from `store`.
-    pub fn new(feeds: Vec<FeedConfig>, poll: &PollConfig, poller: Poller, store: Store) -> Scheduler {
+    pub fn new(
+        feeds: Vec<FeedConfig>,
+        poll: &PollConfig,
+        poller: Poller,
+        store: Store,
+    ) -> Scheduler {
         Scheduler {
             feeds,
             poller,
@@ -142,9 +152,15 @@ impl Scheduler {
                         if at > Instant::now() {
                             break;
                         }
+                        let permit = tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break,
+                            permit = self.concurrency.clone().acquire_owned() => permit,
+                        };
+                        let Ok(permit) = permit else { break };
                         queue.pop();
                         in_flight += 1;
-                        self.spawn_poll(i, &reports, &done_tx, &abort, tracker);
+                        self.spawn_poll(i, permit, &reports, &done_tx, &abort, tracker);
                     }
                 }
             }
@@ -155,6 +171,7 @@ impl Scheduler {
     fn spawn_poll(
         &mut self,
         i: usize,
+        permit: OwnedSemaphorePermit,
         reports: &mpsc::Sender<PollReport>,
         done: &mpsc::UnboundedSender<Done>,
         abort: &CancellationToken,
@@ -162,7 +179,6 @@ impl Scheduler {
     ) {
         let feed = self.feeds[i].clone();
         let interval = self.next_interval(&feed);
-        let global = self.concurrency.clone();
         let host = self.host_limit(&feed.url);
         let poller = self.poller.clone();
         let reports = reports.clone();
@@ -172,26 +188,21 @@ impl Scheduler {
         tracker.spawn(
             async move {
                 let work = async {
-                    // Permits are only for the fetch; parsing happens after they are released.
-                    let _global = global.acquire_owned().await.ok();
-                    let _host = match host {
-                        Some(h) => h.acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let started = Utc::now();
+                    let started = now_millis();
                     let clock = Instant::now();
-                    let outcome = poller.fetch(&feed).await;
+                    let outcome = poller.poll(&feed, host).await;
                     (started, clock.elapsed(), outcome)
                 };
                 let (started, elapsed, outcome) = tokio::select! {
                     r = work => r,
-                    () = abort.cancelled() => (Utc::now(), Duration::ZERO, PollOutcome::Failed {
+                    () = abort.cancelled() => (now_millis(), Duration::ZERO, PollOutcome::Failed {
                         status: None,
                         error: "fetch: cancelled at shutdown".into(),
                     }),
                 };
                 let next = Instant::now() + interval;
-                let next_fetch = Utc::now() + chrono::Duration::from_std(interval).unwrap_or_default();
+                let next_fetch =
+                    now_millis() + chrono::Duration::from_std(interval).unwrap_or_default();
                 let report = PollReport {
                     feed,
                     started,
@@ -201,11 +212,17 @@ impl Scheduler {
                 };
                 // The sieve outlives every poll task; if it is gone the process is stopping.
                 let _ = reports.send(report).await;
+                drop(permit);
                 let _ = done.send(Done { feed: i, next });
             }
             .instrument(span),
         );
     }
+}
+
+/// The wall clock to the millisecond: the precision of every timestamp feedsieve records.
+pub fn now_millis() -> chrono::DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -184,7 +184,8 @@ impl Sieve {
                 entries.reverse();
                 entries.sort_by_key(|c| c.published);
                 for c in &entries {
-                    self.sieve_one(c, started, &mut tally).map_err(|e| (Some(state.clone()), e))?;
+                    self.sieve_one(c, started, &mut tally)
+                        .map_err(|e| (Some(state.clone()), e))?;
                 }
                 self.summary.fetched += 1;
                 self.summary.new += tally.new;
@@ -217,12 +218,19 @@ impl Sieve {
                 warn!(feed = %feed.url, status = status.unwrap_or(0), elapsed_ms, failures = state.failures, error = %error, "Poll failed.");
             }
         }
-        self.writer.put_feed_state(&state).map_err(|e| (Some(state.clone()), e))?;
+        self.writer
+            .put_feed_state(&state)
+            .map_err(|e| (Some(state.clone()), e))?;
         Ok(tally)
     }
 
     /// Judges one entry and stores or records it.
-    fn sieve_one(&mut self, c: &Candidate, fetched: DateTime<Utc>, tally: &mut Tally) -> Result<(), StoreError> {
+    fn sieve_one(
+        &mut self,
+        c: &Candidate,
+        fetched: DateTime<Utc>,
+        tally: &mut Tally,
+    ) -> Result<(), StoreError> {
         let fp = fingerprint(&c.text);
         let verdict = judge(c, &fp, self.writer.store(), self.settings)?;
         let found = match verdict {

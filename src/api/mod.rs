@@ -95,7 +95,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message }).to_string();
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -104,7 +109,12 @@ fn json(body: String) -> Response {
 }
 
 /// Checks the bearer token when one is required.
-async fn require_token(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(token) = &state.token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -145,27 +155,34 @@ async fn not_found() -> ApiError {
 /// `after` and `limit` from a query string.
 fn paging(q: &HashMap<String, String>) -> Result<(u64, usize), ApiError> {
     let after = match q.get("after") {
-        Some(v) => v
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("after must be a sequence number, not {v:?}")))?,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("after must be a sequence number, not {v:?}"))
+        })?,
         None => 0,
     };
     let limit = match q.get("limit") {
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n >= 1 => n.min(MAX_LIMIT),
-            _ => return Err(ApiError::bad_request(format!("limit must be a positive integer, not {v:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a positive integer, not {v:?}"
+                )));
+            }
         },
         None => DEFAULT_LIMIT,
     };
     Ok((after, limit))
 }
 
+/// Reads a page of a seq-ordered log from the store.
+type PageReader = fn(&Store, u64, usize) -> Result<Vec<(u64, sled::IVec)>, StoreError>;
+
 /// Serves a page of stored records as `{"<name>": [...], "next": SEQ}`.
 async fn page(
     state: ApiState,
     q: HashMap<String, String>,
     name: &'static str,
-    read: fn(&Store, u64, usize) -> Result<Vec<(u64, sled::IVec)>, StoreError>,
+    read: PageReader,
 ) -> Result<Response, ApiError> {
     let (after, limit) = paging(&q)?;
     let store = state.store.clone();
@@ -192,15 +209,24 @@ async fn page(
     Ok(json(body))
 }
 
-async fn articles(State(state): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+async fn articles(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     page(state, q, "articles", Store::articles_after).await
 }
 
-async fn duplicates(State(state): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+async fn duplicates(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     page(state, q, "duplicates", Store::duplicates_after).await
 }
 
-async fn article(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn article(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     match state.store.article_by_id(&id)? {
         Some(v) => Ok(json(String::from_utf8_lossy(&v).into_owned())),
         None => Err(ApiError {

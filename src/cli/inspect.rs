@@ -31,7 +31,9 @@ pub async fn run(config: Option<&Config>, target: &str) -> anyhow::Result<()> {
     let fetcher = Fetcher::new(&poll)?;
     let body = match fetcher.fetch(&url, &Validators::default()).await? {
         Fetched::Body { body, .. } => body,
-        Fetched::NotModified { .. } => anyhow::bail!("{url}: the server answered 304 to an unconditional request"),
+        Fetched::NotModified { .. } => {
+            anyhow::bail!("{url}: the server answered 304 to an unconditional request")
+        }
     };
     let feed = parse_feed(&body, &url).with_context(|| url.clone())?;
     let stdout = std::io::stdout();

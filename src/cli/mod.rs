@@ -135,7 +135,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Loads the config named by `--config` or `FEEDSIEVE_CONFIG`.
 fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
-    let path = path.ok_or_else(|| Failure::Usage("no config file: pass --config FILE or set FEEDSIEVE_CONFIG".into()))?;
+    let path = path.ok_or_else(|| {
+        Failure::Usage("no config file: pass --config FILE or set FEEDSIEVE_CONFIG".into())
+    })?;
     Ok(Config::load(path)?)
 }
 
@@ -143,20 +145,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::Other(anyhow::Error::new(e).context("cannot start the async runtime")))
+        .map_err(|e| {
+            Failure::Other(anyhow::Error::new(e).context("cannot start the async runtime"))
+        })
 }
 
 fn execute(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check => {
             let config = load_config(cli.config.as_ref())?;
-            println!("{}: ok ({} feeds)", config.path.display(), config.feeds.len());
+            println!(
+                "{}: ok ({} feeds)",
+                config.path.display(),
+                config.feeds.len()
+            );
             Ok(())
         }
         Command::Run { once } => {
             let config = load_config(cli.config.as_ref())?;
             let mode = if once { Mode::Once } else { Mode::Forever };
-            let summary = runtime()?.block_on(app::run(&config, mode, app::shutdown_signal()))?;
+            let summary = runtime()?.block_on(async {
+                let signal = app::shutdown_signal();
+                app::run(&config, mode, signal).await
+            })?;
             if once {
                 eprintln!(
                     "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed): {} new articles, {} duplicates dropped",
@@ -175,11 +186,21 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         }
         Command::Articles(p) => {
             let config = load_config(cli.config.as_ref())?;
-            Ok(runtime()?.block_on(read::records(&config, read::Log::Articles, p.after, p.limit))?)
+            Ok(runtime()?.block_on(read::records(
+                &config,
+                read::Log::Articles,
+                p.after,
+                p.limit,
+            ))?)
         }
         Command::Duplicates(p) => {
             let config = load_config(cli.config.as_ref())?;
-            Ok(runtime()?.block_on(read::records(&config, read::Log::Duplicates, p.after, p.limit))?)
+            Ok(runtime()?.block_on(read::records(
+                &config,
+                read::Log::Duplicates,
+                p.after,
+                p.limit,
+            ))?)
         }
         Command::Feeds => {
             let config = load_config(cli.config.as_ref())?;

@@ -65,11 +65,18 @@ impl Client {
             .await
             .with_context(|| format!("the daemon's API at {} did not answer", self.base))?;
         let status = response.status();
-        let body = response.bytes().await.with_context(|| format!("reading {url}"))?;
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading {url}"))?;
         if !status.is_success() {
-            bail!("{url} answered {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
-        serde_json::from_slice(&body).with_context(|| format!("{url} sent JSON this feedsieve cannot read"))
+        serde_json::from_slice(&body)
+            .with_context(|| format!("{url} sent JSON this feedsieve cannot read"))
     }
 }
 
@@ -119,7 +126,12 @@ struct ApiPage {
 }
 
 /// Prints records of `log` with seq greater than `after`, at most `limit` of them.
-pub async fn records(config: &Config, log: Log, after: u64, limit: Option<u64>) -> anyhow::Result<()> {
+pub async fn records(
+    config: &Config,
+    log: Log,
+    after: u64,
+    limit: Option<u64>,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after = after;

@@ -59,7 +59,11 @@ impl BlockTables {
     pub fn range(&self, t: u32, fp: u64) -> (u64, u64) {
         let width = self.block(t).1;
         let low_bits = 64 - width;
-        let low_mask = if low_bits == 64 { u64::MAX } else { (1u64 << low_bits) - 1 };
+        let low_mask = if low_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << low_bits) - 1
+        };
         let key = self.key(t, fp);
         (key & !low_mask, key | low_mask)
     }

@@ -1,9 +1,10 @@
 //! Fingerprints of an article body: the exact-content hash and the 64-bit simhash.
 //!
-//! In: the plain text from `parse`. Out: a [`Fingerprint`]. Words are runs of letters and digits,
+//! In: the plain text from `parse`. Out: a [`Fingerprint`]. The content hash covers the whole
+//! body; the simhash and the containment marks cover its story part ([`super::clean`]). Words are runs of letters and digits,
 //! case folded; text that is not ASCII is NFKC-normalized first (full-width letters, ligatures),
 //! while curly quotes, dashes and non-breaking spaces simply separate words. The content hash
-//! covers every word in order; the simhash covers the words that carry meaning (stop words out),
+//! covers every word in order; the simhash covers the story's words that carry meaning (stop words out),
 //! each weighted by `1 + ln(tf)` (in fixed point) so a repeated sentence or an added boilerplate line moves few bits.
 //!
 //! Stored fingerprints must never change under a toolchain upgrade, so every hash here is
@@ -20,7 +21,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_seed};
 const WORD_SEED: u64 = 0x6665_6564_7369_6576; // "feedsiev"
 
 /// The fingerprints of one body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
     /// 64-bit weighted simhash of the meaningful words.
     pub simhash: u64,
@@ -28,6 +29,8 @@ pub struct Fingerprint {
     pub content: u64,
     /// Number of words in the body.
     pub words: u32,
+    /// Winnowed shingle hashes, sorted (the `contained` check; see [`super::containment`]).
+    pub marks: Vec<u64>,
 }
 
 /// Calls `f` with each word of `text`, lowercased (and NFKC-normalized when not ASCII).
@@ -51,7 +54,10 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
         }
     } else {
         let normalized: String = text.nfkc().flat_map(char::to_lowercase).collect();
-        for word in normalized.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for word in normalized
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             f(word);
         }
     }
@@ -68,21 +74,34 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 /// assert_eq!(a.words, 10);
 /// ```
 pub fn fingerprint(text: &str) -> Fingerprint {
+    let story = super::clean::story_text(text);
     let mut content = Xxh3::with_seed(0);
     let mut words = 0u32;
+    let mut hashes: Vec<u64> = Vec::with_capacity(text.len() / 5);
     let mut tf: HashMap<u64, u32> = HashMap::with_capacity(256);
+    let mut story_word = |w: &str, h: u64| {
+        hashes.push(h);
+        if !is_stop_word(w) {
+            *tf.entry(h).or_insert(0) += 1;
+        }
+    };
+    let same = matches!(story, std::borrow::Cow::Borrowed(_));
     for_each_word(text, |w| {
         content.update(w.as_bytes());
         content.update(b" ");
-        words += 1;
-        if !is_stop_word(w) {
-            *tf.entry(word_hash(w)).or_insert(0) += 1;
+        words = words.saturating_add(1);
+        if same {
+            story_word(w, word_hash(w));
         }
     });
+    if !same {
+        for_each_word(&story, |w| story_word(w, word_hash(w)));
+    }
     Fingerprint {
         simhash: weighted_simhash(tf.into_iter().map(|(h, n)| (h, tf_weight(n)))),
         content: content.digest(),
         words,
+        marks: super::containment::marks(&hashes),
     }
 }
 
@@ -95,10 +114,11 @@ pub fn word_hash(word: &str) -> u64 {
 /// of the order features are summed in and of the platform's `ln`.
 pub fn tf_weight(tf: u32) -> i32 {
     const TABLE: [i32; 64] = [
-        1000, 1693, 2099, 2386, 2609, 2792, 2946, 3079, 3197, 3303, 3398, 3485, 3565, 3639, 3708, 3773, 3833,
-        3890, 3944, 3996, 4045, 4091, 4135, 4178, 4219, 4258, 4296, 4332, 4367, 4401, 4434, 4466, 4497, 4526,
-        4555, 4584, 4611, 4638, 4664, 4689, 4714, 4738, 4761, 4784, 4807, 4829, 4850, 4871, 4892, 4912, 4932,
-        4951, 4970, 4989, 5007, 5025, 5043, 5060, 5078, 5094, 5111, 5127, 5143, 5159,
+        1000, 1693, 2099, 2386, 2609, 2792, 2946, 3079, 3197, 3303, 3398, 3485, 3565, 3639, 3708,
+        3773, 3833, 3890, 3944, 3996, 4045, 4091, 4135, 4178, 4219, 4258, 4296, 4332, 4367, 4401,
+        4434, 4466, 4497, 4526, 4555, 4584, 4611, 4638, 4664, 4689, 4714, 4738, 4761, 4784, 4807,
+        4829, 4850, 4871, 4892, 4912, 4932, 4951, 4970, 4989, 5007, 5025, 5043, 5060, 5078, 5094,
+        5111, 5127, 5143, 5159,
     ];
     match tf {
         0 => 0,
@@ -121,9 +141,10 @@ pub fn weighted_simhash(features: impl Iterator<Item = (u64, i32)>) -> u64 {
             }
         }
     }
-    v.iter()
-        .enumerate()
-        .fold(0u64, |acc, (i, &s)| if s > 0 { acc | (1 << i) } else { acc })
+    v.iter().enumerate().fold(
+        0u64,
+        |acc, (i, &s)| if s > 0 { acc | (1 << i) } else { acc },
+    )
 }
 
 /// Hamming distance between two fingerprints.
@@ -157,7 +178,8 @@ mod tests {
     #[test]
     fn golden_values_are_stable() {
         assert_eq!(word_hash("syria"), 0xdfae_12f5_3b6b_a45f);
-        let f = fingerprint("Russia and the United States agreed on a ceasefire in south-west Syria.");
+        let f =
+            fingerprint("Russia and the United States agreed on a ceasefire in south-west Syria.");
         assert_eq!(f.words, 13);
         assert_eq!(f.content, 0x96f0_b677_e92b_39d0);
         assert_eq!(f.simhash, 0x6b9c_2ab4_234a_101d);
@@ -166,8 +188,16 @@ mod tests {
     #[test]
     fn words_fold_case_and_unicode() {
         let mut seen = Vec::new();
-        for_each_word("Ｆｕｌｌ-width ﬁle Café’s “quotes” — dash\u{a0}nbsp", |w| seen.push(w.to_string()));
-        assert_eq!(seen, ["full", "width", "file", "café", "s", "quotes", "dash", "nbsp"]);
+        for_each_word(
+            "Ｆｕｌｌ-width ﬁle Café’s “quotes” — dash\u{a0}nbsp",
+            |w| seen.push(w.to_string()),
+        );
+        assert_eq!(
+            seen,
+            [
+                "full", "width", "file", "café", "s", "quotes", "dash", "nbsp"
+            ]
+        );
     }
 
     #[test]

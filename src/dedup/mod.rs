@@ -10,24 +10,39 @@
 //! 3. `url`: the same canonical link;
 //! 4. `content`: the same words in the same order (hash of the normalized body);
 //! 5. `near`: a stored simhash within `max_distance` bits, found through the block tables of
-//!    [`blocks`], never by a scan.
+//!    [`blocks`], never by a scan;
+//! 6. `contained`: most of one text is inside the other, word for word (a splice, a mash-up, a
+//!    lede-only copy), measured on winnowed shingles ([`containment`]). The candidate must share
+//!    at least [`MIN_SHARED_MARKS`] marks with the stored article, at least
+//!    [`MIN_OWN_SHARE`] of its own text must be old, and the larger of the two shares must reach
+//!    `dedup.containment`. The second condition keeps a new article that quotes one paragraph of
+//!    a short stored one from being suppressed.
 //!
 //! Short bodies are not fingerprint evidence: a one-line summary shares too much with unrelated
 //! one-liners, so `content` needs [`MIN_CONTENT_WORDS`] and `near` needs [`MIN_NEAR_WORDS`] on
 //! both sides.
 
 pub mod blocks;
+pub mod clean;
+pub mod containment;
 pub mod fingerprint;
 
 use serde::{Deserialize, Serialize};
 
 use crate::parse::Candidate;
+use containment::Overlap;
 use fingerprint::Fingerprint;
 
 /// Bodies shorter than this are never `content` duplicates.
 pub const MIN_CONTENT_WORDS: u32 = 8;
 /// Bodies shorter than this are never `near` duplicates, nor indexed for it.
 pub const MIN_NEAR_WORDS: u32 = 30;
+/// A `contained` match needs at least this many shared marks (about 15 words in common).
+pub const MIN_SHARED_MARKS: u32 = 4;
+/// A `contained` match needs at least this share of the candidate's own marks to be old text.
+pub const MIN_OWN_SHARE: f64 = 0.4;
+/// Stored articles a containment lookup considers, by marks shared.
+pub const OVERLAP_CANDIDATES: usize = 4;
 
 /// Why an item was suppressed; serialized as in SPEC.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +112,8 @@ pub trait Index {
     /// The stored article whose simhash is nearest to `simhash`, if within `max_distance`;
     /// ties go to the oldest.
     fn nearest(&self, simhash: u64, max_distance: u32) -> Result<Option<(u64, u32)>, Self::Error>;
+    /// The stored articles sharing the most of `marks`, at most `limit`, most shared first.
+    fn overlaps(&self, marks: &[u64], limit: usize) -> Result<Vec<Overlap>, Self::Error>;
 }
 
 /// Dedup settings.
@@ -104,6 +121,8 @@ pub trait Index {
 pub struct Settings {
     /// Largest Hamming distance for `near`.
     pub max_distance: u32,
+    /// Smallest containment (0..1) for `contained`.
+    pub containment: f64,
 }
 
 /// True when a guid is meant to be unique beyond its feed (a URL, URN or tag URI, or a long
@@ -114,7 +133,12 @@ pub fn is_global_guid(guid: &str) -> bool {
 }
 
 /// Judges a candidate against the stored articles, cheapest check first.
-pub fn judge<I: Index>(c: &Candidate, fp: &Fingerprint, index: &I, settings: Settings) -> Result<Verdict, I::Error> {
+pub fn judge<I: Index>(
+    c: &Candidate,
+    fp: &Fingerprint,
+    index: &I,
+    settings: Settings,
+) -> Result<Verdict, I::Error> {
     if index.seen_in_feed(&c.feed, &c.guid)? {
         return Ok(Verdict::Relisted);
     }
@@ -126,28 +150,52 @@ pub fn judge<I: Index>(c: &Candidate, fp: &Fingerprint, index: &I, settings: Set
             containment: None,
         })
     };
-    if is_global_guid(&c.guid) {
-        if let Some(seq) = index.by_guid(&c.guid)? {
-            return Ok(exact(seq, Reason::Guid));
-        }
+    if is_global_guid(&c.guid)
+        && let Some(seq) = index.by_guid(&c.guid)?
+    {
+        return Ok(exact(seq, Reason::Guid));
     }
-    if let Some(url) = &c.url {
-        if let Some(seq) = index.by_url(url)? {
-            return Ok(exact(seq, Reason::Url));
-        }
+    if let Some(url) = &c.url
+        && let Some(seq) = index.by_url(url)?
+    {
+        return Ok(exact(seq, Reason::Url));
     }
-    if fp.words >= MIN_CONTENT_WORDS {
-        if let Some(seq) = index.by_content(fp.content)? {
-            return Ok(exact(seq, Reason::Content));
-        }
+    if fp.words >= MIN_CONTENT_WORDS
+        && let Some(seq) = index.by_content(fp.content)?
+    {
+        return Ok(exact(seq, Reason::Content));
     }
-    if fp.words >= MIN_NEAR_WORDS {
-        if let Some((seq, distance)) = index.nearest(fp.simhash, settings.max_distance)? {
+    if fp.words >= MIN_NEAR_WORDS
+        && let Some((seq, distance)) = index.nearest(fp.simhash, settings.max_distance)?
+    {
+        return Ok(Verdict::Duplicate(Match {
+            seq,
+            reason: Reason::Near,
+            distance: Some(distance),
+            containment: None,
+        }));
+    }
+    if fp.marks.len() as u32 >= MIN_SHARED_MARKS {
+        let own = fp.marks.len() as u32;
+        let best = index
+            .overlaps(&fp.marks, OVERLAP_CANDIDATES)?
+            .into_iter()
+            .filter(|o| {
+                o.shared >= MIN_SHARED_MARKS
+                    && o.of_candidate(own) >= MIN_OWN_SHARE
+                    && o.containment(own) >= settings.containment
+            })
+            .max_by(|a, b| {
+                (a.shared, a.containment(own), std::cmp::Reverse(a.seq))
+                    .partial_cmp(&(b.shared, b.containment(own), std::cmp::Reverse(b.seq)))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        if let Some(o) = best {
             return Ok(Verdict::Duplicate(Match {
-                seq,
-                reason: Reason::Near,
-                distance: Some(distance),
-                containment: None,
+                seq: o.seq,
+                reason: Reason::Contained,
+                distance: None,
+                containment: Some((o.containment(own) * 1000.0).round() / 1000.0),
             }));
         }
     }

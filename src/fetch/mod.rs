@@ -23,10 +23,13 @@ use reqwest::header::{ACCEPT, ETAG, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATC
 use crate::config::PollConfig;
 
 /// The `User-Agent` feedsieve sends.
-pub const USER_AGENT: &str = concat!("feedsieve/", env!("CARGO_PKG_VERSION"), " (feed deduplicating daemon)");
+pub const USER_AGENT: &str = concat!(
+    "feedsieve/",
+    env!("CARGO_PKG_VERSION"),
+    " (feed deduplicating daemon)"
+);
 
-const ACCEPT_FEEDS: &str =
-    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8";
+const ACCEPT_FEEDS: &str = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8";
 
 /// What the last successful fetch said about the feed's version, sent back next time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -191,12 +194,21 @@ impl Fetcher {
         // A compressed response's Content-Length is the compressed size; reqwest hides it once it
         // decompresses, so this early check only fires for identity bodies.
         if response.content_length().is_some_and(|n| n > self.max_body) {
-            return Err(FetchError::TooLarge { limit: self.max_body });
+            return Err(FetchError::TooLarge {
+                limit: self.max_body,
+            });
         }
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(64 << 10).min(self.max_body) as usize);
+        let mut body = Vec::with_capacity(
+            response
+                .content_length()
+                .unwrap_or(64 << 10)
+                .min(self.max_body) as usize,
+        );
         while let Some(chunk) = response.chunk().await.map_err(FetchError::from_reqwest)? {
             if (body.len() + chunk.len()) as u64 > self.max_body {
-                return Err(FetchError::TooLarge { limit: self.max_body });
+                return Err(FetchError::TooLarge {
+                    limit: self.max_body,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -227,11 +239,15 @@ impl Fetcher {
             return Ok(Fetched::NotModified { status: 0 });
         }
         if meta.len() > self.max_body {
-            return Err(FetchError::TooLarge { limit: self.max_body });
+            return Err(FetchError::TooLarge {
+                limit: self.max_body,
+            });
         }
         let body = tokio::fs::read(&path).await.map_err(io)?;
         if body.len() as u64 > self.max_body {
-            return Err(FetchError::TooLarge { limit: self.max_body });
+            return Err(FetchError::TooLarge {
+                limit: self.max_body,
+            });
         }
         Ok(Fetched::Body {
             status: 0,

@@ -73,9 +73,13 @@ pub fn parse_feed(body: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError>
         .base_uri(Some(feed_url))
         // feed-rs would invent a random UUID for an entry with neither id nor link: an id that
         // changes on every poll. Leave it empty instead; `entry_guid` derives a stable one.
-        .id_generator(|links, _title, _uri| links.first().map(|l| l.href.clone()).unwrap_or_default())
+        .id_generator(|links, _title, _uri| {
+            links.first().map(|l| l.href.clone()).unwrap_or_default()
+        })
         .build();
-    let feed = parser.parse(body).map_err(|e| ParseError::Invalid(e.to_string()))?;
+    let feed = parser
+        .parse(body)
+        .map_err(|e| ParseError::Invalid(e.to_string()))?;
     let base = Url::parse(feed_url).ok();
     let base = feed
         .links
@@ -104,8 +108,16 @@ fn candidate(entry: feed_rs::model::Entry, feed_url: &str, base: Option<&Url>) -
         .and_then(|c| c.body.as_deref())
         .map(html_to_text)
         .unwrap_or_default();
-    let summary = entry.summary.as_ref().map(|s| html_to_text(&s.content)).unwrap_or_default();
-    let mut text = if content.len() >= summary.len() { content } else { summary };
+    let summary = entry
+        .summary
+        .as_ref()
+        .map(|s| html_to_text(&s.content))
+        .unwrap_or_default();
+    let mut text = if content.len() >= summary.len() {
+        content
+    } else {
+        summary
+    };
     if text.is_empty() {
         // Media feeds (YouTube, podcasts) carry their text in media:description.
         if let Some(d) = entry.media.iter().find_map(|m| m.description.as_ref()) {
@@ -149,7 +161,10 @@ fn entry_guid(id: &str, title: &str, text: &str) -> String {
 /// The body with a BOM and leading whitespace skipped (for sniffing only).
 fn sniff_start(body: &[u8]) -> &[u8] {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let skip = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let skip = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
     &body[skip..]
 }
 
@@ -161,7 +176,11 @@ fn looks_like_html(start: &[u8]) -> bool {
     // Skip an XML declaration and comments before the root.
     loop {
         if rest.starts_with(b"<?xml") || rest.starts_with(b"<!--") {
-            let close: &[u8] = if rest.starts_with(b"<?xml") { b"?>" } else { b"-->" };
+            let close: &[u8] = if rest.starts_with(b"<?xml") {
+                b"?>"
+            } else {
+                b"-->"
+            };
             match rest.windows(close.len()).position(|w| w == close) {
                 Some(p) => rest = sniff_start(&rest[p + close.len()..]),
                 None => return false,
@@ -196,22 +215,47 @@ mod tests {
         assert_eq!(a.title, "First one");
         assert_eq!(a.url.as_deref(), Some("https://ex.org/a/1"));
         assert_eq!(a.text, "Long body one.\n\nPara two.");
-        assert_eq!(a.published.unwrap().to_rfc3339(), "2017-07-08T10:00:00+00:00");
+        assert_eq!(
+            a.published.unwrap().to_rfc3339(),
+            "2017-07-08T10:00:00+00:00"
+        );
         let b = &f.entries[1];
         assert!(b.guid.starts_with("feedsieve:text:"), "{}", b.guid);
         assert_eq!(b.url, None);
-        assert_eq!(parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml").unwrap().entries[1].guid, b.guid);
+        assert_eq!(
+            parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml")
+                .unwrap()
+                .entries[1]
+                .guid,
+            b.guid
+        );
     }
 
     #[test]
     fn html_empty_and_garbage_are_refused() {
-        assert_eq!(parse_feed(b"  \n", "http://x/").unwrap_err(), ParseError::Empty);
         assert_eq!(
-            parse_feed(b"\xEF\xBB\xBF<!DOCTYPE html><html><body>hi</body></html>", "http://x/").unwrap_err(),
+            parse_feed(b"  \n", "http://x/").unwrap_err(),
+            ParseError::Empty
+        );
+        assert_eq!(
+            parse_feed(
+                b"\xEF\xBB\xBF<!DOCTYPE html><html><body>hi</body></html>",
+                "http://x/"
+            )
+            .unwrap_err(),
             ParseError::Html
         );
-        assert_eq!(parse_feed(b"<?xml version='1.0'?>\n<html><p>x</p></html>", "http://x/").unwrap_err(), ParseError::Html);
-        assert!(matches!(parse_feed(b"<rss version=\"2.0\"><channel><item>", "http://x/"), Err(ParseError::Invalid(_)) | Ok(_)));
-        assert!(matches!(parse_feed(b"hello", "http://x/"), Err(ParseError::Invalid(_))));
+        assert_eq!(
+            parse_feed(b"<?xml version='1.0'?>\n<html><p>x</p></html>", "http://x/").unwrap_err(),
+            ParseError::Html
+        );
+        assert!(matches!(
+            parse_feed(b"<rss version=\"2.0\"><channel><item>", "http://x/"),
+            Err(ParseError::Invalid(_)) | Ok(_)
+        ));
+        assert!(matches!(
+            parse_feed(b"hello", "http://x/"),
+            Err(ParseError::Invalid(_))
+        ));
     }
 }

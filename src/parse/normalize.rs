@@ -17,13 +17,48 @@ use url::Url;
 
 /// Elements whose start or end begins a new paragraph.
 const BLOCK_TAGS: &[&str] = &[
-    "address", "article", "aside", "blockquote", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption",
-    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol",
-    "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "ul",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "thead",
+    "tfoot",
+    "tr",
+    "ul",
 ];
 
 /// Elements whose whole content is dropped.
-const SKIP_TAGS: &[&str] = &["script", "style", "noscript", "template", "head", "iframe", "object", "svg"];
+const SKIP_TAGS: &[&str] = &[
+    "script", "style", "noscript", "template", "head", "iframe", "object", "svg",
+];
 
 /// What separates the next word from the text already written.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +94,11 @@ impl TextBuilder {
 
     fn br(&mut self) {
         self.brs += 1;
-        self.gap(if self.brs >= 2 { Gap::Paragraph } else { Gap::Space });
+        self.gap(if self.brs >= 2 {
+            Gap::Paragraph
+        } else {
+            Gap::Space
+        });
     }
 
     /// Appends text whose entities are already decoded, a run of words at a time.
@@ -68,7 +107,11 @@ impl TextBuilder {
             let start = text.find(|c: char| !is_space(c)).unwrap_or(text.len());
             if start > 0 {
                 let newlines = text[..start].bytes().filter(|&b| b == b'\n').count();
-                self.gap(if newlines >= 2 { Gap::Paragraph } else { Gap::Space });
+                self.gap(if newlines >= 2 {
+                    Gap::Paragraph
+                } else {
+                    Gap::Space
+                });
             }
             text = &text[start..];
             if text.is_empty() {
@@ -161,14 +204,20 @@ pub fn html_to_text(html: &str) -> String {
 
 /// Inline elements that separate words (table cells, images, line-level containers).
 fn is_spacing_inline(name: &str) -> bool {
-    ["td", "th", "img", "caption", "option", "input", "button", "label"]
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(name))
+    [
+        "td", "th", "img", "caption", "option", "input", "button", "label",
+    ]
+    .iter()
+    .any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Bytes up to the next `<` (or the end).
 fn memchr_lt(bytes: &[u8]) -> usize {
-    bytes.iter().position(|&b| b == b'<').unwrap_or(bytes.len()).max(1)
+    bytes
+        .iter()
+        .position(|&b| b == b'<')
+        .unwrap_or(bytes.len())
+        .max(1)
 }
 
 /// What a `<...>` construct turned out to be.
@@ -242,7 +291,10 @@ fn skip_element(html: &str, from: usize, name: &str) -> usize {
                 .get(after..after + name.len())
                 .is_some_and(|n| n.eq_ignore_ascii_case(name))
         {
-            return bytes[after..].iter().position(|&b| b == b'>').map_or(html.len(), |e| after + e + 1);
+            return bytes[after..]
+                .iter()
+                .position(|&b| b == b'>')
+                .map_or(html.len(), |e| after + e + 1);
         }
         i = at + 1;
     }
@@ -278,19 +330,23 @@ pub fn canonical_link(href: &str, base: Option<&Url>) -> Option<String> {
         return None;
     }
     url.set_fragment(None);
-    if let Some(query) = url.query() {
-        if query.split('&').any(|p| is_tracking(p) || p.is_empty()) {
-            let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !is_tracking(p)).collect();
-            let kept = kept.join("&");
-            url.set_query(if kept.is_empty() { None } else { Some(&kept) });
-        }
+    if let Some(query) = url.query()
+        && query.split('&').any(|p| is_tracking(p) || p.is_empty())
+    {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !is_tracking(p))
+            .collect();
+        let kept = kept.join("&");
+        url.set_query(if kept.is_empty() { None } else { Some(&kept) });
     }
     Some(url.into())
 }
 
 /// A `utm_*` query parameter (any case).
 fn is_tracking(pair: &str) -> bool {
-    pair.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("utm_"))
+    pair.get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case("utm_"))
 }
 
 #[cfg(test)]
@@ -300,12 +356,18 @@ mod tests {
     #[test]
     fn paragraphs_are_blank_line_separated() {
         let html = "<div><p>One  two\n three.</p>\n<p>Four &amp; five &#8217;six&#x2019; &hellip;</p></div><ul><li>a</li><li>b</li></ul>";
-        assert_eq!(html_to_text(html), "One two three.\n\nFour & five \u{2019}six\u{2019} \u{2026}\n\na\n\nb");
+        assert_eq!(
+            html_to_text(html),
+            "One two three.\n\nFour & five \u{2019}six\u{2019} \u{2026}\n\na\n\nb"
+        );
     }
 
     #[test]
     fn inline_tags_do_not_split_words() {
-        assert_eq!(html_to_text("un<b>believ</b>able <a href=\"x>y\">link</a>"), "unbelievable link");
+        assert_eq!(
+            html_to_text("un<b>believ</b>able <a href=\"x>y\">link</a>"),
+            "unbelievable link"
+        );
     }
 
     #[test]
@@ -316,14 +378,28 @@ mod tests {
 
     #[test]
     fn plain_text_keeps_paragraphs_and_literal_angles() {
-        assert_eq!(html_to_text("  a < b and c>d\n\n\n second\tpara \n"), "a < b and c>d\n\nsecond para");
+        assert_eq!(
+            html_to_text("  a < b and c>d\n\n\n second\tpara \n"),
+            "a < b and c>d\n\nsecond para"
+        );
         assert_eq!(html_to_text(""), "");
         assert_eq!(html_to_text("<p></p>&nbsp;"), "");
     }
 
     #[test]
     fn unterminated_constructs_do_not_panic() {
-        for html in ["<", "<p", "<!--", "<![CDATA[x", "<script>x", "<a href='x", "&", "&#xZZ;", "</", "<é>"] {
+        for html in [
+            "<",
+            "<p",
+            "<!--",
+            "<![CDATA[x",
+            "<script>x",
+            "<a href='x",
+            "&",
+            "&#xZZ;",
+            "</",
+            "<é>",
+        ] {
             let _ = html_to_text(html);
         }
     }
@@ -331,9 +407,18 @@ mod tests {
     #[test]
     fn canonical_links() {
         let base = Url::parse("https://example.org/feeds/rss.xml").unwrap();
-        assert_eq!(canonical_link("/world/1?utm_campaign=a", Some(&base)).as_deref(), Some("https://example.org/world/1"));
-        assert_eq!(canonical_link("HTTP://EXAMPLE.org:80/x#frag", None).as_deref(), Some("http://example.org/x"));
-        assert_eq!(canonical_link("https://e.org/?a=1&&utm_x=2&b=%20", None).as_deref(), Some("https://e.org/?a=1&b=%20"));
+        assert_eq!(
+            canonical_link("/world/1?utm_campaign=a", Some(&base)).as_deref(),
+            Some("https://example.org/world/1")
+        );
+        assert_eq!(
+            canonical_link("HTTP://EXAMPLE.org:80/x#frag", None).as_deref(),
+            Some("http://example.org/x")
+        );
+        assert_eq!(
+            canonical_link("https://e.org/?a=1&&utm_x=2&b=%20", None).as_deref(),
+            Some("https://e.org/?a=1&b=%20")
+        );
         assert_eq!(canonical_link("mailto:a@b.c", None), None);
         assert_eq!(canonical_link("   ", None), None);
     }

@@ -13,6 +13,7 @@
 //! |              | `u` canonical url                    | seq                                |
 //! |              | `c` content hash (u64 BE)            | seq                                |
 //! |              | `s` table (u8) rotated simhash seq   | empty                              |
+//! |              | `w` mark (u64 BE) seq                | empty                              |
 //! | `feeds`      | feed url                             | [`super::FeedState`] (JSON)        |
 //! | `meta`       | name                                 | counters, format, index layout     |
 
@@ -23,7 +24,10 @@ pub fn seq(n: u64) -> [u8; 8] {
 
 /// Reads a big-endian u64 from the first 8 bytes, if there are 8.
 pub fn read_u64(bytes: &[u8]) -> Option<u64> {
-    bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -85,4 +89,21 @@ pub fn seen_duplicate(seq: u64) -> [u8; 9] {
     let mut v = [b'd'; 9];
     v[1..].copy_from_slice(&seq.to_be_bytes());
     v
+}
+
+/// Key of a containment mark of article `seq`.
+pub fn mark(mark: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'w';
+    k[1..9].copy_from_slice(&mark.to_be_bytes());
+    k[9..17].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Prefix of every [`mark`] key for one mark.
+pub fn mark_prefix(mark: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'w';
+    k[1..9].copy_from_slice(&mark.to_be_bytes());
+    k
 }

@@ -21,6 +21,7 @@
 pub mod keys;
 pub mod records;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,10 +34,14 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::config::FeedConfig;
 use crate::dedup::blocks::BlockTables;
+use crate::dedup::containment::Overlap;
 use crate::dedup::fingerprint::{Fingerprint, distance};
-use crate::dedup::{self, Match, MIN_NEAR_WORDS};
+use crate::dedup::{self, MIN_NEAR_WORDS, Match};
 use crate::parse::Candidate;
 pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedView};
+
+/// Postings read per containment mark; beyond this a mark is too common to be evidence.
+const MAX_POSTINGS: usize = 64;
 
 /// Bumped when the on-disk layout changes incompatibly.
 const FORMAT: u64 = 1;
@@ -179,7 +184,10 @@ impl Store {
                 });
             }
             Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Io { path: lock_path, source });
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    source,
+                });
             }
         }
         let db_path = data_dir.join("db");
@@ -187,7 +195,10 @@ impl Store {
             .path(&db_path)
             .cache_capacity(options.cache_bytes)
             .open()
-            .map_err(|source| StoreError::Open { path: db_path, source })?;
+            .map_err(|source| StoreError::Open {
+                path: db_path,
+                source,
+            })?;
         let tree = |name: &str| db.open_tree(name);
         let store = Store {
             articles: tree("articles")?,
@@ -234,7 +245,9 @@ impl Store {
         if self.shared.writer_taken.swap(true, Ordering::SeqCst) {
             return Err(StoreError::WriterTaken);
         }
-        Ok(Writer { store: self.clone() })
+        Ok(Writer {
+            store: self.clone(),
+        })
     }
 
     /// Writes everything buffered to disk; returns the bytes flushed.
@@ -248,12 +261,20 @@ impl Store {
     }
 
     /// Up to `limit` article records with seq greater than `after`, as stored (JSON bytes).
-    pub fn articles_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+    pub fn articles_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
         read_after(&self.articles, after, limit)
     }
 
     /// Up to `limit` duplicate records with seq greater than `after` (JSON bytes).
-    pub fn duplicates_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+    pub fn duplicates_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
         read_after(&self.duplicates, after, limit)
     }
 
@@ -275,7 +296,11 @@ impl Store {
 
     /// The last article seq handed out (0 when none).
     pub fn last_article_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.meta.get(META_ARTICLE_SEQ)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0))
+        Ok(self
+            .meta
+            .get(META_ARTICLE_SEQ)?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0))
     }
 
     /// The stored state of one feed.
@@ -292,7 +317,9 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                decode(&v, || format!("feed state of {}", String::from_utf8_lossy(&k)))
+                decode(&v, || {
+                    format!("feed state of {}", String::from_utf8_lossy(&k))
+                })
             })
             .collect()
     }
@@ -304,7 +331,9 @@ impl Store {
             .iter()
             .map(|f| {
                 let name = f.name.clone().unwrap_or_else(|| f.url.clone());
-                Ok(self.feed_state(&f.url)?.unwrap_or_else(|| FeedState::pending(&f.url, &name)))
+                Ok(self
+                    .feed_state(&f.url)?
+                    .unwrap_or_else(|| FeedState::pending(&f.url, &name)))
             })
             .collect()
     }
@@ -313,7 +342,10 @@ impl Store {
     /// disk was built for another distance. Returns how many articles were re-indexed.
     pub fn ensure_near_layout(&self, mut progress: impl FnMut(u64)) -> Result<u64, StoreError> {
         let want = self.tables.max_distance() as u64;
-        let have = self.meta.get(META_NEAR_TABLES)?.and_then(|v| keys::read_u64(&v));
+        let have = self
+            .meta
+            .get(META_NEAR_TABLES)?
+            .and_then(|v| keys::read_u64(&v));
         if have == Some(want) {
             return Ok(0);
         }
@@ -335,11 +367,14 @@ impl Store {
             let ak: ArticleKeys = decode(&v, || format!("keys of article {seq}"))?;
             if ak.words >= MIN_NEAR_WORDS {
                 for t in 0..self.tables.count() {
-                    batch.insert(&keys::near(t, self.tables.key(t, ak.simhash), seq)[..], &[][..]);
+                    batch.insert(
+                        &keys::near(t, self.tables.key(t, ak.simhash), seq)[..],
+                        &[][..],
+                    );
                 }
             }
             done += 1;
-            if done % 10_000 == 0 {
+            if done.is_multiple_of(10_000) {
                 self.index.apply_batch(std::mem::take(&mut batch))?;
                 progress(done);
             }
@@ -357,7 +392,11 @@ impl Store {
 }
 
 /// Reads up to `limit` values with seq keys greater than `after`.
-fn read_after(tree: &sled::Tree, after: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+fn read_after(
+    tree: &sled::Tree,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
     let Some(start) = after.checked_add(1) else {
         return Ok(Vec::new());
     };
@@ -377,7 +416,10 @@ fn to_json<T: serde::Serialize>(record: &T) -> Vec<u8> {
 }
 
 /// Decodes a JSON record, naming it on failure.
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what: what(),
         message: e.to_string(),
@@ -425,6 +467,41 @@ impl dedup::Index for Store {
             }
         }
         Ok(best)
+    }
+
+    fn overlaps(&self, marks: &[u64], limit: usize) -> Result<Vec<Overlap>, StoreError> {
+        let mut shared: HashMap<u64, u32> = HashMap::new();
+        for &m in marks {
+            // A mark found in very many articles is boilerplate, not evidence; stop counting it.
+            for key in self
+                .index
+                .scan_prefix(keys::mark_prefix(m))
+                .keys()
+                .take(MAX_POSTINGS)
+            {
+                if let Some(seq) = keys::read_u64(&key?[9..]) {
+                    *shared.entry(seq).or_insert(0) += 1;
+                }
+            }
+        }
+        let mut top: Vec<(u64, u32)> = shared.into_iter().collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(limit);
+        top.into_iter()
+            .map(|(seq, count)| {
+                let stored = match self.keys.get(keys::seq(seq))? {
+                    Some(v) => {
+                        decode::<ArticleKeys>(&v, || format!("keys of article {seq}"))?.marks
+                    }
+                    None => count,
+                };
+                Ok(Overlap {
+                    seq,
+                    shared: count,
+                    stored,
+                })
+            })
+            .collect()
     }
 }
 
@@ -478,6 +555,7 @@ impl Writer {
             simhash: fp.simhash,
             content: fp.content,
             words: fp.words,
+            marks: fp.marks.len() as u32,
             stored: fetched,
         };
         let keys_json = to_json(&keys_record);
@@ -485,7 +563,9 @@ impl Writer {
 
         let result = (&s.articles, &s.keys, &s.ids, &s.index, &s.meta).transaction(
             |(articles, keys_t, ids, index, meta)| {
-                let taken = |seq: Option<sled::IVec>, reason| -> Result<(), ConflictableTransactionError<Match>> {
+                let taken = |seq: Option<sled::IVec>,
+                             reason|
+                 -> Result<(), ConflictableTransactionError<Match>> {
                     match seq.and_then(|v| keys::read_u64(&v)) {
                         Some(seq) => Err(ConflictableTransactionError::Abort(Match {
                             seq,
@@ -505,7 +585,11 @@ impl Writer {
                 if let Some(k) = &content_key {
                     taken(index.get(k)?, dedup::Reason::Content)?;
                 }
-                let seq = meta.get(META_ARTICLE_SEQ)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0) + 1;
+                let seq = meta
+                    .get(META_ARTICLE_SEQ)?
+                    .and_then(|v| keys::read_u64(&v))
+                    .unwrap_or(0)
+                    + 1;
                 let mut id = base_id.clone();
                 if ids.get(id.as_bytes())?.is_some() {
                     id = format!("{base_id}-{seq}");
@@ -532,8 +616,12 @@ impl Writer {
                 }
                 if fp.words >= MIN_NEAR_WORDS {
                     for t in 0..tables.count() {
-                        index.insert(&keys::near(t, tables.key(t, fp.simhash), seq)[..], &[][..])?;
+                        index
+                            .insert(&keys::near(t, tables.key(t, fp.simhash), seq)[..], &[][..])?;
                     }
+                }
+                for &m in &fp.marks {
+                    index.insert(&keys::mark(m, seq)[..], &[][..])?;
                 }
                 Ok(Inserted::Stored { seq, id })
             },
@@ -545,12 +633,21 @@ impl Writer {
     }
 
     /// Records a suppressed item; returns its duplicate seq.
-    pub fn insert_duplicate(&mut self, c: &Candidate, m: &Match, fetched: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub fn insert_duplicate(
+        &mut self,
+        c: &Candidate,
+        m: &Match,
+        fetched: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let s = &self.store;
         let of = s.article(m.seq)?.map(|a| a.id).unwrap_or_default();
         let feed_guid = keys::feed_guid(&c.feed, &c.guid);
         let result = (&s.duplicates, &s.index, &s.meta).transaction(|(duplicates, index, meta)| {
-            let seq = meta.get(META_DUPLICATE_SEQ)?.and_then(|v| keys::read_u64(&v)).unwrap_or(0) + 1;
+            let seq = meta
+                .get(META_DUPLICATE_SEQ)?
+                .and_then(|v| keys::read_u64(&v))
+                .unwrap_or(0)
+                + 1;
             let record = Duplicate {
                 seq,
                 feed: c.feed.clone(),
@@ -586,8 +683,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedup::{Index, Reason, Settings, Verdict, judge};
     use crate::dedup::fingerprint::fingerprint;
+    use crate::dedup::{Index, Reason, Settings, Verdict, judge};
 
     fn candidate(feed: &str, guid: &str, url: Option<&str>, text: &str) -> Candidate {
         Candidate {
@@ -622,15 +719,24 @@ mod tests {
                 assert!(matches!(r, Inserted::Stored { seq, .. } if seq == i + 1));
             }
             store.flush().unwrap();
-            assert!(matches!(Store::open(dir.path(), &Options::default()), Err(StoreError::Locked { .. })));
+            assert!(matches!(
+                Store::open(dir.path(), &Options::default()),
+                Err(StoreError::Locked { .. })
+            ));
         }
         let store = Store::open(dir.path(), &Options::default()).unwrap();
         let page = store.articles_after(255, 10).unwrap();
-        assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (256..=265).collect::<Vec<_>>());
+        assert_eq!(
+            page.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (256..=265).collect::<Vec<_>>()
+        );
         assert_eq!(store.last_article_seq().unwrap(), 300);
         let a: Article = serde_json::from_slice(&page[0].1).unwrap();
         assert_eq!(a.seq, 256);
-        assert_eq!(store.article_by_id(&a.id).unwrap().as_deref(), Some(&page[0].1[..]));
+        assert_eq!(
+            store.article_by_id(&a.id).unwrap().as_deref(),
+            Some(&page[0].1[..])
+        );
     }
 
     #[test]
@@ -640,26 +746,66 @@ mod tests {
         let mut w = store.writer().unwrap();
         let now = Utc::now();
         let text = story(1);
-        let c = candidate("http://f/", "https://ex.org/guid/1", Some("https://ex.org/1"), &text);
+        let c = candidate(
+            "http://f/",
+            "https://ex.org/guid/1",
+            Some("https://ex.org/1"),
+            &text,
+        );
         w.insert_article(&c, &fingerprint(&text), now).unwrap();
-        let settings = Settings { max_distance: 3 };
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.6,
+        };
         let verdict = |c: &Candidate| judge(c, &fingerprint(&c.text), &store, settings).unwrap();
         assert_eq!(verdict(&c), Verdict::Relisted);
         let reason = |v: Verdict| match v {
             Verdict::Duplicate(m) => Some((m.reason, m.seq, m.distance)),
             _ => None,
         };
-        assert_eq!(reason(verdict(&candidate("http://g/", "https://ex.org/guid/1", None, "x"))), Some((Reason::Guid, 1, None)));
-        assert_eq!(reason(verdict(&candidate("http://g/", "2", Some("https://ex.org/1"), "x"))), Some((Reason::Url, 1, None)));
-        assert_eq!(reason(verdict(&candidate("http://g/", "3", None, &text))), Some((Reason::Content, 1, None)));
+        assert_eq!(
+            reason(verdict(&candidate(
+                "http://g/",
+                "https://ex.org/guid/1",
+                None,
+                "x"
+            ))),
+            Some((Reason::Guid, 1, None))
+        );
+        assert_eq!(
+            reason(verdict(&candidate(
+                "http://g/",
+                "2",
+                Some("https://ex.org/1"),
+                "x"
+            ))),
+            Some((Reason::Url, 1, None))
+        );
+        assert_eq!(
+            reason(verdict(&candidate("http://g/", "3", None, &text))),
+            Some((Reason::Content, 1, None))
+        );
         let edited = text.replacen("w", "edited w", 1);
         let v = reason(verdict(&candidate("http://g/", "4", None, &edited)));
-        assert!(matches!(v, Some((Reason::Near, 1, Some(d))) if d <= 3), "{v:?}");
-        assert_eq!(verdict(&candidate("http://g/", "5", None, &story(2))), Verdict::New);
+        assert!(
+            matches!(v, Some((Reason::Near, 1, Some(d))) if d <= 3),
+            "{v:?}"
+        );
+        assert_eq!(
+            verdict(&candidate("http://g/", "5", None, &story(2))),
+            Verdict::New
+        );
         // An exact key taken inside the transaction is reported, not stored twice.
         let again = candidate("http://h/", "9", Some("https://ex.org/1"), &story(3));
-        assert!(matches!(w.insert_article(&again, &fingerprint(&again.text), now).unwrap(), Inserted::Taken(m) if m.reason == Reason::Url));
-        assert!(store.nearest(fingerprint(&story(3)).simhash, 3).unwrap().is_none());
+        assert!(
+            matches!(w.insert_article(&again, &fingerprint(&again.text), now).unwrap(), Inserted::Taken(m) if m.reason == Reason::Url)
+        );
+        assert!(
+            store
+                .nearest(fingerprint(&story(3)).simhash, 3)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -670,7 +816,12 @@ mod tests {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             store.ensure_near_layout(|_| {}).unwrap();
             let mut w = store.writer().unwrap();
-            w.insert_article(&candidate("http://f/", "1", None, &text), &fingerprint(&text), Utc::now()).unwrap();
+            w.insert_article(
+                &candidate("http://f/", "1", None, &text),
+                &fingerprint(&text),
+                Utc::now(),
+            )
+            .unwrap();
         }
         let options = Options {
             max_distance: 6,

@@ -80,6 +80,8 @@ pub struct ArticleKeys {
     pub content: u64,
     /// Words in the body.
     pub words: u32,
+    /// Containment marks of the body (how many; the marks are in the index).
+    pub marks: u32,
     /// When it was stored.
     pub stored: DateTime<Utc>,
 }

@@ -1,0 +1,274 @@
+use serde_json::Value;
+
+use crate::util::{FeedServer, Item, TestEnv, rss, story};
+
+const DATE: &str = "Tue, 03 Mar 2026 07:00:00 GMT";
+const LATER: &str = "Tue, 03 Mar 2026 09:00:00 GMT";
+
+/// The glacier story as a syndicating outlet runs it: a new headline, a dateline in front, two
+/// boilerplate sentences at the end.
+fn syndicated_glacier() -> String {
+    let text = story("glacier");
+    format!(
+        "KELL, March 5 (Northern Wire) \u{2014} {text}\n\nSign up for our science newsletter to get stories like this one every week. Northern Wire stories may not be republished without permission."
+    )
+}
+
+#[test]
+fn each_kind_of_repeat_is_dropped_with_its_reason_and_the_original() {
+    let server = FeedServer::start();
+    let (solar, rail, library, glacier) = (
+        story("solar"),
+        story("rail"),
+        story("library"),
+        story("glacier"),
+    );
+    let originals = [
+        Item {
+            guid: "https://a.example/solar",
+            link: "https://a.example/solar",
+            title: "Floating solar",
+            text: &solar,
+            date: DATE,
+        },
+        Item {
+            guid: "a-rail",
+            link: "https://a.example/rail",
+            title: "Night trains",
+            text: &rail,
+            date: DATE,
+        },
+        Item {
+            guid: "a-library",
+            link: "https://a.example/library",
+            title: "Library of things",
+            text: &library,
+            date: DATE,
+        },
+        Item {
+            guid: "a-glacier",
+            link: "https://a.example/glacier",
+            title: "Glacier drones",
+            text: &glacier,
+            date: DATE,
+        },
+    ];
+    server.set("/a.rss", rss("A", &originals), "application/rss+xml");
+    server.set("/b.rss", rss("B", &[]), "application/rss+xml");
+    let (a, b) = (server.url("/a.rss"), server.url("/b.rss"));
+    let env = TestEnv::with_feeds("concurrency = 1", &[a.clone(), b.clone()]);
+    env.once();
+    let stored = env.records(&["articles"]);
+    assert_eq!(stored.len(), 4);
+    let id_of = |title: &str| stored.iter().find(|x| x["title"] == title).unwrap()["id"].clone();
+
+    // Feed A re-posts the rail story under a new guid; feed B copies the rest.
+    let syndicated = syndicated_glacier();
+    let reposted = Item {
+        guid: "a-rail-v2",
+        link: "https://a.example/rail",
+        title: "Night trains (updated)",
+        text: &rail,
+        date: LATER,
+    };
+    server.set(
+        "/a.rss",
+        rss("A", &[&originals[..], &[reposted]].concat()),
+        "application/rss+xml",
+    );
+    server.set(
+        "/b.rss",
+        rss(
+            "B",
+            &[
+                // The same item (its guid is a URL: unique beyond its feed) under a new link.
+                Item {
+                    guid: "https://a.example/solar",
+                    link: "https://b.example/2026/solar",
+                    title: "Solar on the water",
+                    text: &solar,
+                    date: LATER,
+                },
+                // The same text under a new guid and link.
+                Item {
+                    guid: "b-77",
+                    link: "https://b.example/tools",
+                    title: "Borrow a drill",
+                    text: &library,
+                    date: LATER,
+                },
+                // New headline, dateline, boilerplate.
+                Item {
+                    guid: "b-78",
+                    link: "https://b.example/ice",
+                    title: "Ice in retreat, drones show",
+                    text: &syndicated,
+                    date: LATER,
+                },
+            ],
+        ),
+        "application/rss+xml",
+    );
+    env.once();
+
+    assert_eq!(env.records(&["articles"]).len(), 4, "no copy may be stored");
+    let dups = env.records(&["duplicates"]);
+    assert_eq!(dups.len(), 4, "{dups:#?}");
+    let find = |title: &str| -> &Value {
+        dups.iter()
+            .find(|d| d["title"] == title)
+            .unwrap_or_else(|| panic!("{title} not dropped: {dups:#?}"))
+    };
+
+    let d = find("Night trains (updated)");
+    assert_eq!(
+        (d["reason"].as_str(), &d["duplicate_of"]),
+        (Some("url"), &id_of("Night trains"))
+    );
+    assert_eq!(d["feed"], a);
+
+    let d = find("Solar on the water");
+    assert_eq!(
+        (d["reason"].as_str(), &d["duplicate_of"]),
+        (Some("guid"), &id_of("Floating solar"))
+    );
+    assert_eq!(d["feed"], b);
+    assert_eq!(d["url"], "https://b.example/2026/solar");
+
+    let d = find("Borrow a drill");
+    assert_eq!(
+        (d["reason"].as_str(), &d["duplicate_of"]),
+        (Some("content"), &id_of("Library of things"))
+    );
+
+    let d = find("Ice in retreat, drones show");
+    assert_eq!(
+        (d["reason"].as_str(), &d["duplicate_of"]),
+        (Some("near"), &id_of("Glacier drones"))
+    );
+    let distance = d["distance"].as_u64().unwrap();
+    assert!(distance <= 3, "distance {distance}");
+    assert!(d.get("containment").is_none());
+
+    for (i, d) in dups.iter().enumerate() {
+        assert_eq!(d["seq"], i as u64 + 1);
+    }
+
+    // A third poll sees the same entries again: re-listings are skipped without a record.
+    server.set(
+        "/a.rss",
+        format!("{} ", rss("A", &originals)),
+        "application/rss+xml",
+    );
+    env.once();
+    assert_eq!(env.records(&["duplicates"]).len(), 4);
+    assert_eq!(env.records(&["articles"]).len(), 4);
+    let fa = env.feed(&a);
+    assert_eq!(
+        (fa["articles"].as_u64(), fa["duplicates"].as_u64()),
+        (Some(4), Some(1))
+    );
+}
+
+#[test]
+fn the_same_story_from_many_feeds_in_one_pass_is_stored_once() {
+    let server = FeedServer::start();
+    let text = story("rail");
+    let mut urls = Vec::new();
+    for i in 0..12 {
+        let guid = format!("outlet-{i}-rail");
+        let link = format!("https://outlet{i}.example/rail");
+        let title = format!("Night trains, outlet {i}");
+        server.set(
+            &format!("/f{i}.rss"),
+            rss(
+                "outlet",
+                &[Item {
+                    guid: &guid,
+                    link: &link,
+                    title: &title,
+                    text: &text,
+                    date: DATE,
+                }],
+            ),
+            "application/rss+xml",
+        );
+        urls.push(server.url(&format!("/f{i}.rss")));
+    }
+    let env = TestEnv::with_feeds("concurrency = 12", &urls);
+    env.once();
+    assert_eq!(env.records(&["articles"]).len(), 1);
+    let dups = env.records(&["duplicates"]);
+    assert_eq!(dups.len(), 11);
+    assert!(dups.iter().all(|d| d["reason"] == "content"));
+}
+
+#[test]
+fn a_mash_up_that_splices_two_stored_stories_is_contained() {
+    let server = FeedServer::start();
+    let (rail, solar) = (story("rail"), story("solar"));
+    let paragraphs: Vec<&str> = rail.split("\n\n").collect();
+    let solar_para = solar.split("\n\n").nth(1).unwrap();
+    let mash = [&paragraphs[..2], &[solar_para], &paragraphs[2..]]
+        .concat()
+        .join("\n\n");
+    server.set(
+        "/wire.rss",
+        rss(
+            "wire",
+            &[
+                Item {
+                    guid: "w-rail",
+                    link: "https://wire.example/rail",
+                    title: "Night trains",
+                    text: &rail,
+                    date: DATE,
+                },
+                Item {
+                    guid: "w-solar",
+                    link: "https://wire.example/solar",
+                    title: "Floating solar",
+                    text: &solar,
+                    date: DATE,
+                },
+            ],
+        ),
+        "application/rss+xml",
+    );
+    server.set(
+        "/scraper.rss",
+        rss(
+            "scraper",
+            &[Item {
+                guid: "s-1",
+                link: "https://scraper.example/1",
+                title: "Trains and panels",
+                text: &mash,
+                date: LATER,
+            }],
+        ),
+        "application/rss+xml",
+    );
+    let env = TestEnv::with_feeds(
+        "concurrency = 1",
+        &[server.url("/wire.rss"), server.url("/scraper.rss")],
+    );
+    env.once();
+    let articles = env.records(&["articles"]);
+    assert_eq!(articles.len(), 2);
+    let dups = env.records(&["duplicates"]);
+    assert_eq!(dups.len(), 1, "{dups:#?}");
+    assert_eq!(dups[0]["reason"], "contained");
+    assert_eq!(
+        dups[0]["duplicate_of"],
+        articles
+            .iter()
+            .find(|a| a["title"] == "Night trains")
+            .unwrap()["id"]
+    );
+    assert!(
+        dups[0]["containment"].as_f64().unwrap() >= 0.9,
+        "{}",
+        dups[0]
+    );
+}

@@ -1,0 +1,17 @@
+//! feedsieve's integration tests: the real binary, real feeds served over HTTP on 127.0.0.1, a
+//! real sled database in a temp directory. One test binary; a module per area.
+
+mod util;
+
+// Config errors exit 2 naming file, line and key; `check` validates without starting.
+mod config;
+// Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.
+mod conditional;
+// The daemon: reads go through its API while it runs; restarts keep everything; SIGTERM exits 0.
+mod daemon;
+// Each kind of repeat is dropped with the right reason and `duplicate_of`.
+mod duplicates;
+// Broken feeds are reported in their own state and cost nothing else.
+mod faults;
+// Articles from RSS 2.0, Atom and JSON Feed are stored with every field.
+mod formats;

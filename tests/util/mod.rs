@@ -1,0 +1,246 @@
+//! The test harness: a temp directory with a config, the real `feedsieve` binary run as a
+//! command or as a daemon, and helpers to build feeds from the fixture stories.
+
+#![allow(dead_code)]
+
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use server::FeedServer;
+
+/// The binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+}
+
+/// The folder of the fixtures.
+pub fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+/// A fixture story's text, paragraphs separated by blank lines.
+pub fn story(name: &str) -> String {
+    std::fs::read_to_string(data(&format!("stories/{name}.txt")))
+        .expect("fixture story")
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` every 50 ms until it is true; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temp directory holding a config file; the database goes in its `data` folder.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl TestEnv {
+    /// A config of `data_dir = "data"`, an API on a free loopback port, and `body`.
+    pub fn new(body: &str) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("feedsieve.toml");
+        let mut text = String::from("data_dir = \"data\"\n");
+        if !body.contains("[api]") {
+            text.push_str("[api]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        text.push_str(body);
+        std::fs::write(&config, text).expect("write config");
+        TestEnv { dir, config }
+    }
+
+    /// A config with `[poll]` settings `poll` and one `[[feeds]]` per URL.
+    pub fn with_feeds(poll: &str, urls: &[String]) -> TestEnv {
+        let mut body = format!("[poll]\n{poll}\n");
+        for url in urls {
+            body.push_str(&format!("[[feeds]]\nurl = \"{url}\"\n"));
+        }
+        TestEnv::new(&body)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `feedsieve --config FILE ARGS...` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "feedsieve=debug")
+            .output()
+            .expect("run feedsieve")
+    }
+
+    /// Runs a command that must succeed and returns its stdout as NDJSON records.
+    pub fn records(&self, args: &[&str]) -> Vec<Value> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "feedsieve {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ndjson(&out.stdout)
+    }
+
+    /// `run --once`, which must succeed; returns its stderr.
+    pub fn once(&self) -> String {
+        let out = self.run(&["run", "--once"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "run --once failed: {}\n{stderr}",
+            out.status
+        );
+        stderr
+    }
+
+    /// Starts `feedsieve run` and waits until its API is up.
+    pub fn start_daemon(&self) -> Daemon {
+        let log = self
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", fastrand::u32(..)));
+        let child = bin()
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "feedsieve=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the daemon");
+        let daemon = Daemon { child, log };
+        let info = self.data_dir().join("daemon.json");
+        wait_until(Duration::from_secs(20), "the daemon's API", || {
+            info.exists()
+        });
+        daemon
+    }
+
+    /// The feed states, by URL.
+    pub fn feed(&self, url: &str) -> Value {
+        self.records(&["feeds"])
+            .into_iter()
+            .find(|f| f["url"] == url)
+            .unwrap_or_else(|| panic!("no feed {url}"))
+    }
+}
+
+/// Parses NDJSON.
+pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A running `feedsieve run`; killed if the test forgets to stop it.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the daemon did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal by name.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One RSS item for [`rss`].
+#[derive(Clone, Copy)]
+pub struct Item<'a> {
+    pub guid: &'a str,
+    pub link: &'a str,
+    pub title: &'a str,
+    pub text: &'a str,
+    pub date: &'a str,
+}
+
+/// An RSS 2.0 feed carrying `items` (text paragraphs become `<p>` elements).
+pub fn rss(title: &str, items: &[Item]) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel><title>{}</title><link>https://example.org/</link><description>test</description>\n",
+        esc(title)
+    );
+    for it in items {
+        let html: String = it
+            .text
+            .split("\n\n")
+            .map(|p| format!("<p>{}</p>", esc(p)))
+            .collect();
+        out.push_str(&format!(
+            "<item><title>{}</title><link>{}</link><guid isPermaLink=\"false\">{}</guid><pubDate>{}</pubDate><description>{}</description></item>\n",
+            esc(it.title),
+            esc(it.link),
+            esc(it.guid),
+            it.date,
+            esc(&html)
+        ));
+    }
+    out.push_str("</channel></rss>\n");
+    out
+}
