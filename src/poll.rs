@@ -1,6 +1,8 @@
 //! One poll of one feed, top to bottom: read the validators saved last time, fetch
-//! conditionally, stop on "not modified", parse the body off the async threads, and hand the
-//! result to the sieve as a [`PollOutcome`].
+//! conditionally, stop on "not modified", parse the body and fingerprint its entries off the async
+//! threads, and hand the result to the sieve as a [`PollOutcome`]. Fingerprinting here rather than
+//! in the sieve spreads that CPU work over every core; the sieve, the one writer, only looks up and
+//! writes.
 //!
 //! Nothing here writes: the sieve stores the entries and then the new validators, in that order.
 //! Every failure becomes [`PollOutcome::Failed`] with one sentence, so a broken feed costs its own
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::config::FeedConfig;
+use crate::dedup::fingerprint::fingerprint;
 use crate::fetch::{Fetched, Fetcher, Validators};
 use crate::parse::parse_feed;
 use crate::sieve::PollOutcome;
@@ -78,13 +81,24 @@ impl Poller {
     ) -> PollOutcome {
         let url: Arc<str> = Arc::from(feed.url.as_str());
         let bytes = body.len();
-        let parsed = tokio::task::spawn_blocking(move || parse_feed(&body, &url)).await;
+        let parsed = tokio::task::spawn_blocking(move || {
+            parse_feed(&body, &url).map(|feed| {
+                feed.entries
+                    .into_iter()
+                    .map(|c| {
+                        let fp = fingerprint(&c.text);
+                        (c, fp)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
         match parsed {
-            Ok(Ok(parsed)) => PollOutcome::Fetched {
+            Ok(Ok(entries)) => PollOutcome::Fetched {
                 status,
                 bytes,
                 validators,
-                entries: parsed.entries,
+                entries,
             },
             Ok(Err(e)) => PollOutcome::Failed {
                 status: (status != 0).then_some(status),

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::FeedConfig;
-use crate::dedup::fingerprint::fingerprint;
+use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::{Settings, Verdict, judge};
 use crate::fetch::Validators;
 use crate::parse::Candidate;
@@ -57,8 +57,8 @@ pub enum PollOutcome {
         bytes: usize,
         /// Validators to save once the entries are stored.
         validators: Validators,
-        /// The feed's entries.
-        entries: Vec<Candidate>,
+        /// The feed's entries with their fingerprints.
+        entries: Vec<(Candidate, Fingerprint)>,
     },
     /// Fetch or parse failed.
     Failed {
@@ -182,9 +182,9 @@ impl Sieve {
             } => {
                 // Feeds list newest first; store oldest first so seq follows publication.
                 entries.reverse();
-                entries.sort_by_key(|c| c.published);
-                for c in &entries {
-                    self.sieve_one(c, started, &mut tally)
+                entries.sort_by_key(|(c, _)| c.published);
+                for (c, fp) in &entries {
+                    self.sieve_one(c, fp, started, &mut tally)
                         .map_err(|e| (Some(state.clone()), e))?;
                 }
                 self.summary.fetched += 1;
@@ -228,18 +228,18 @@ impl Sieve {
     fn sieve_one(
         &mut self,
         c: &Candidate,
+        fp: &Fingerprint,
         fetched: DateTime<Utc>,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let fp = fingerprint(&c.text);
-        let verdict = judge(c, &fp, self.writer.store(), self.settings)?;
+        let verdict = judge(c, fp, self.writer.store(), self.settings)?;
         let found = match verdict {
             Verdict::Relisted => {
                 tally.relisted += 1;
                 return Ok(());
             }
             Verdict::Duplicate(m) => m,
-            Verdict::New => match self.writer.insert_article(c, &fp, fetched)? {
+            Verdict::New => match self.writer.insert_article(c, fp, fetched)? {
                 Inserted::Stored { seq, id } => {
                     debug!(feed = %c.feed, seq, id = %id, title = %c.title, "Stored article.");
                     tally.new += 1;

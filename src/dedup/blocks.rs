@@ -55,6 +55,16 @@ impl BlockTables {
         key.rotate_right(self.block(t).0)
     }
 
+    /// The value of block `t` of `fp`: the key of its bucket in table `t`.
+    pub fn block_of(&self, t: u32, fp: u64) -> u64 {
+        let width = self.block(t).1;
+        if width == 64 {
+            fp
+        } else {
+            self.key(t, fp) >> (64 - width)
+        }
+    }
+
     /// The inclusive range of keys in table `t` that share block `t` with `fp`.
     pub fn range(&self, t: u32, fp: u64) -> (u64, u64) {
         let width = self.block(t).1;
@@ -101,7 +111,9 @@ mod tests {
                 let hit = (0..tables.count()).any(|t| {
                     let (lo, hi) = tables.range(t, a);
                     let key = tables.key(t, b);
-                    lo <= key && key <= hi
+                    let in_range = lo <= key && key <= hi;
+                    assert_eq!(in_range, tables.block_of(t, a) == tables.block_of(t, b));
+                    in_range
                 });
                 assert!(hit, "k={k} a={a:x} b={b:x}");
                 for t in 0..tables.count() {

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use super::containment;
 use unicode_normalization::UnicodeNormalization;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_seed};
 
@@ -31,6 +32,8 @@ pub struct Fingerprint {
     pub words: u32,
     /// Winnowed shingle hashes, sorted (the `contained` check; see [`super::containment`]).
     pub marks: Vec<u64>,
+    /// The few marks a stored article is indexed under, sorted.
+    pub anchors: Vec<u64>,
 }
 
 /// Calls `f` with each word of `text`, lowercased (and NFKC-normalized when not ASCII).
@@ -97,11 +100,14 @@ pub fn fingerprint(text: &str) -> Fingerprint {
     if !same {
         for_each_word(&story, |w| story_word(w, word_hash(w)));
     }
+    let marks = containment::marks(&hashes);
+    let lede = containment::marks(&hashes[..hashes.len().min(containment::LEDE_WORDS)]);
     Fingerprint {
         simhash: weighted_simhash(tf.into_iter().map(|(h, n)| (h, tf_weight(n)))),
         content: content.digest(),
         words,
-        marks: super::containment::marks(&hashes),
+        anchors: containment::anchors(&marks, &lede),
+        marks,
     }
 }
 

@@ -64,26 +64,99 @@ pub struct Duplicate {
     pub fetched: DateTime<Utc>,
 }
 
-/// The keys an article was indexed under, kept so that its index entries can be found again
-/// (re-index after a layout change, retention, fsck).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the store keeps beside an article's public record: the keys it was indexed under (so
+/// that its entries can be found again for re-indexing, retention and fsck) and its containment
+/// marks (so that a containment match can be counted exactly).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArticleKeys {
-    /// Feed it came from.
-    pub feed: String,
-    /// Guid within that feed.
+    /// Guid within its feed.
     pub guid: String,
-    /// Canonical link.
-    pub url: Option<String>,
-    /// Simhash of the body.
+    /// Simhash of the story text.
     pub simhash: u64,
     /// Content hash of the body.
     pub content: u64,
     /// Words in the body.
     pub words: u32,
-    /// Containment marks of the body (how many; the marks are in the index).
-    pub marks: u32,
-    /// When it was stored.
-    pub stored: DateTime<Utc>,
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub stored_ms: i64,
+    /// Containment marks, sorted.
+    pub marks: Vec<u64>,
+    /// The marks it is indexed under, sorted.
+    pub anchors: Vec<u64>,
+}
+
+/// Encodes an article value: `json_len (u32 LE)`, the NDJSON record, then [`ArticleKeys`] as
+/// fixed-width little-endian fields (`simhash u64, content u64, words u32, stored_ms i64,
+/// guid_len u32, guid, marks_len u32, marks u64*, anchors_len u32, anchors u64*`).
+pub fn encode_article(json: &[u8], keys: &ArticleKeys) -> Vec<u8> {
+    let mut v = Vec::with_capacity(
+        4 + json.len() + 40 + keys.guid.len() + 8 * (keys.marks.len() + keys.anchors.len()),
+    );
+    v.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    v.extend_from_slice(json);
+    v.extend_from_slice(&keys.simhash.to_le_bytes());
+    v.extend_from_slice(&keys.content.to_le_bytes());
+    v.extend_from_slice(&keys.words.to_le_bytes());
+    v.extend_from_slice(&keys.stored_ms.to_le_bytes());
+    v.extend_from_slice(&(keys.guid.len() as u32).to_le_bytes());
+    v.extend_from_slice(keys.guid.as_bytes());
+    for list in [&keys.marks, &keys.anchors] {
+        v.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for m in list {
+            v.extend_from_slice(&m.to_le_bytes());
+        }
+    }
+    v
+}
+
+/// The NDJSON record inside an article value.
+pub fn article_json(value: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
+    value.get(4..4 + len)
+}
+
+/// The [`ArticleKeys`] inside an article value.
+pub fn article_keys(value: &[u8]) -> Option<ArticleKeys> {
+    let json_len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
+    let mut r = Reader(value.get(4 + json_len..)?);
+    let simhash = r.u64()?;
+    let content = r.u64()?;
+    let words = r.u32()?;
+    let stored_ms = r.u64()? as i64;
+    let guid_len = r.u32()? as usize;
+    let guid = String::from_utf8(r.take(guid_len)?.to_vec()).ok()?;
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let n = r.u32()? as usize;
+        *list = (0..n).map(|_| r.u64()).collect::<Option<Vec<u64>>>()?;
+    }
+    let [marks, anchors] = lists;
+    Some(ArticleKeys {
+        guid,
+        simhash,
+        content,
+        words,
+        stored_ms,
+        marks,
+        anchors,
+    })
+}
+
+/// Reads little-endian fields off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
 }
 
 /// How a feed's last poll went.
@@ -201,4 +274,27 @@ pub struct FeedView<'a> {
     pub http_status: Option<u16>,
     /// See [`FeedState::failures`].
     pub failures: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn article_values_round_trip() {
+        let keys = ArticleKeys {
+            guid: "g\u{e9}1".into(),
+            simhash: u64::MAX - 3,
+            content: 42,
+            words: 400,
+            stored_ms: 1_700_000_000_123,
+            marks: vec![1, 5, 9],
+            anchors: vec![1],
+        };
+        let v = encode_article(b"{\"seq\":1}", &keys);
+        assert_eq!(article_json(&v), Some(&b"{\"seq\":1}"[..]));
+        assert_eq!(article_keys(&v), Some(keys));
+        assert_eq!(article_keys(&v[..v.len() - 1]), None);
+        assert_eq!(article_json(&[1, 0]), None);
+    }
 }

@@ -1,0 +1,206 @@
+//! Throughput of the per-article work: HTML to text, fingerprints, and the dedup lookups against a
+//! store that already holds many articles.
+//!
+//!     cargo bench --bench pipeline                 # 100,000 stored
+//!     cargo bench --bench pipeline -- --stored 1000000 --cache-mb 64
+//!
+//! Articles are the BBC news corpus in `../shared/corpus/news/` when it is there (real lengths,
+//! median 326 words), else synthetic 400-word texts. The stored articles are synthetic texts drawn
+//! from the same vocabulary, so no lookup is answered by an exact match.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use feedsieve::dedup::fingerprint::{Fingerprint, fingerprint};
+use feedsieve::dedup::{Index, Settings, judge};
+use feedsieve::parse::Candidate;
+use feedsieve::parse::normalize::html_to_text;
+use feedsieve::store::{Options, Store};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let stored: usize = args
+        .iter()
+        .position(|a| a == "--stored")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let cache_mb: u64 = args
+        .iter()
+        .position(|a| a == "--cache-mb")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Options::default().cache_bytes >> 20);
+
+    let (bodies, source) = load_articles();
+    let words: usize = bodies.iter().map(|b| b.split_whitespace().count()).sum();
+    println!(
+        "articles: {} from {source}, {} words on average",
+        bodies.len(),
+        words / bodies.len().max(1)
+    );
+    let html: Vec<String> = bodies.iter().map(|b| to_html(b)).collect();
+    let html_bytes: usize = html.iter().map(String::len).sum();
+
+    // 1. HTML to text.
+    let rounds = 5;
+    let start = Instant::now();
+    let mut texts = Vec::new();
+    for _ in 0..rounds {
+        texts = html.iter().map(|h| html_to_text(h)).collect::<Vec<_>>();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = (html.len() * rounds) as f64;
+    println!(
+        "normalize (HTML to text):  {:>9.0} articles/s  {:>6.1} MB/s",
+        n / secs,
+        (html_bytes * rounds) as f64 / secs / 1e6
+    );
+
+    // 2. Fingerprints (clean, content hash, simhash, winnowed marks).
+    let start = Instant::now();
+    let mut fps: Vec<Fingerprint> = Vec::new();
+    for _ in 0..rounds {
+        fps = texts.iter().map(|t| fingerprint(t)).collect();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("fingerprint:               {:>9.0} articles/s", n / secs);
+
+    // 3. A store holding `stored` articles.
+    let vocabulary: Vec<&str> = bodies.iter().flat_map(|b| b.split_whitespace()).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        cache_bytes: cache_mb << 20,
+        ..Options::default()
+    };
+    let store = Store::open(dir.path(), &options).expect("open store");
+    store.ensure_near_layout(|_| {}).expect("layout");
+    let mut writer = store.writer().expect("writer");
+    let mut rng = fastrand::Rng::with_seed(42);
+    let now = Utc::now();
+    let start = Instant::now();
+    for i in 0..stored {
+        let text: Vec<&str> = (0..400)
+            .map(|_| vocabulary[rng.usize(..vocabulary.len())])
+            .collect();
+        let text = text.join(" ");
+        let c = Candidate {
+            feed: format!("http://bench.example/{}", i % 1000),
+            guid: format!("bench-{i}"),
+            url: Some(format!("https://bench.example/a/{i}")),
+            title: format!("stored {i}"),
+            published: None,
+            text,
+        };
+        writer
+            .insert_article(&c, &fingerprint(&c.text), now)
+            .expect("insert");
+        if (i + 1) % (stored / 10).max(1) == 0 {
+            eprintln!("filling the store: {:>9}/{stored}", i + 1);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    store.flush().expect("flush");
+    println!(
+        "store (fingerprint+insert): {:>8.0} articles/s while filling {stored} ({:.0} bytes on disk per article)",
+        stored as f64 / secs,
+        store.size_on_disk().unwrap_or(0) as f64 / stored.max(1) as f64
+    );
+
+    // 4. Lookups against it.
+    let lookups = fps.len();
+    let start = Instant::now();
+    let mut near = 0;
+    for fp in &fps {
+        near += usize::from(store.nearest(fp.simhash, 3).expect("nearest").is_some());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "near lookup (k=3):         {:>9.0} lookups/s  with {stored} stored ({near} hits)",
+        lookups as f64 / secs
+    );
+
+    let start = Instant::now();
+    for fp in &fps {
+        store.overlaps(&fp.marks, 4).expect("overlaps");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "containment lookup:        {:>9.0} lookups/s  with {stored} stored",
+        lookups as f64 / secs
+    );
+
+    let settings = Settings {
+        max_distance: 3,
+        containment: 0.6,
+    };
+    let start = Instant::now();
+    for (i, (t, fp)) in texts.iter().zip(&fps).enumerate() {
+        let c = Candidate {
+            feed: "http://bench.example/new".into(),
+            guid: format!("new-{i}"),
+            url: Some(format!("https://bench.example/new/{i}")),
+            title: String::new(),
+            published: None,
+            text: t.clone(),
+        };
+        judge(&c, fp, &store, settings).expect("judge");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "judge (all checks):        {:>9.0} articles/s with {stored} stored",
+        lookups as f64 / secs
+    );
+}
+
+/// Bodies from the BBC corpus when present, else synthetic ones.
+fn load_articles() -> (Vec<String>, &'static str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/news/bbc_news_2004_2005.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bodies: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["body"].as_str().map(str::to_string))
+            .collect();
+        if !bodies.is_empty() {
+            return (bodies, "the BBC corpus");
+        }
+    }
+    let stories: Vec<String> = ["solar", "rail", "library", "glacier"]
+        .iter()
+        .map(|s| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/stories/{s}.txt")),
+            )
+            .unwrap_or_default()
+        })
+        .collect();
+    let vocabulary: Vec<&str> = stories.iter().flat_map(|s| s.split_whitespace()).collect();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let bodies = (0..2000)
+        .map(|_| {
+            (0..8)
+                .map(|_| {
+                    (0..50)
+                        .map(|_| vocabulary[rng.usize(..vocabulary.len())])
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        })
+        .collect();
+    (bodies, "synthetic text (../shared/corpus/news not found)")
+}
+
+/// Wraps a plain body the way feeds carry it: paragraphs, an inline link, entities.
+fn to_html(body: &str) -> String {
+    body.split("\n\n")
+        .map(|p| {
+            let p = p.replace('&', "&amp;").replace('\'', "&#8217;");
+            format!("<p>{p} <a href=\"https://example.org/more\">More</a></p>\n")
+        })
+        .collect()
+}
