@@ -107,15 +107,9 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let store = open_store(config)?;
 
-    // The API: off loopback, every request needs the token.
+    // The API: off loopback, every request needs the token (the config ensures there is one).
     let token = read_token(config)?;
     let loopback = config.api.listen.ip().is_loopback();
-    anyhow::ensure!(
-        loopback || token.is_some(),
-        "{}: api.listen {} is not a loopback address, so api.token_file must be set",
-        config.path.display(),
-        config.api.listen
-    );
     let api_stop = CancellationToken::new();
     let api = match tokio::net::TcpListener::bind(config.api.listen).await {
         Ok(listener) => {

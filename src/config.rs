@@ -5,7 +5,7 @@
 //! numbers, and whose feed URLs are absolute (`http`, `https` or `file`).
 //!
 //! Refused: unknown keys, durations and sizes that do not parse, a feed without a URL, a feed URL
-//! with another scheme, the same feed listed twice. Every refusal is a [`ConfigError`] that names
+//! with another scheme, the same feed listed twice, an API listening off loopback without a token. Every refusal is a [`ConfigError`] that names
 //! the file, the line and the dotted key (`poll.interval`, `feeds[2].url`), because an operator
 //! fixing a config on a server wants to jump straight to the line. The binary turns it into exit
 //! status 2.
@@ -321,7 +321,7 @@ impl RawConfig {
         let listen_span = self.api.listen.span();
         let listen: SocketAddr = self.api.listen.get_ref().parse().map_err(|_| {
             invalid(
-                listen_span,
+                listen_span.clone(),
                 "api.listen".into(),
                 format!(
                     "{:?} is not an address and port such as \"127.0.0.1:8711\"",
@@ -329,6 +329,13 @@ impl RawConfig {
                 ),
             )
         })?;
+        if !listen.ip().is_loopback() && self.api.token_file.is_none() {
+            return Err(invalid(
+                listen_span,
+                "api.listen".into(),
+                format!("{listen} is not a loopback address, so api.token_file must be set"),
+            ));
+        }
         let positive = |value: &toml::Spanned<usize>, key: &str| {
             if *value.get_ref() == 0 {
                 Err(invalid(
@@ -684,6 +691,12 @@ mod tests {
             e.starts_with("/etc/feedsieve/test.toml:2: poll.concurrency:"),
             "{e}"
         );
+        let e = err("[api]\nlisten = \"0.0.0.0:8711\"\n");
+        assert!(
+            e.starts_with("/etc/feedsieve/test.toml:2: api.listen:"),
+            "{e}"
+        );
+        assert!(e.contains("api.token_file"), "{e}");
         let e = err("[api]\nlisten = \"localhost\"\n");
         assert!(
             e.starts_with("/etc/feedsieve/test.toml:2: api.listen:"),

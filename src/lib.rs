@@ -19,6 +19,8 @@
 //!
 //! [`app`] wires the stages together and stops them in order; [`telemetry`] sets up logging.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -3,6 +3,8 @@
 
 mod util;
 
+// The HTTP API: cursor paging, records by id, 400 for bad parameters, the token off loopback.
+mod api;
 // Config errors exit 2 naming file, line and key; `check` validates without starting.
 mod config;
 // Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.

@@ -1,0 +1,105 @@
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{FeedServer, TestEnv, data, http_get, wait_until};
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn the_api_pages_by_cursor_and_answers_bad_requests_with_400() {
+    let server = FeedServer::start();
+    server.set(
+        "/herald.rss",
+        std::fs::read(data("feeds/herald.rss")).unwrap(),
+        "application/rss+xml",
+    );
+    server.set(
+        "/kell.atom",
+        std::fs::read(data("feeds/kell.atom")).unwrap(),
+        "application/atom+xml",
+    );
+    let env = TestEnv::with_feeds("", &[server.url("/herald.rss"), server.url("/kell.atom")]);
+    let daemon = env.start_daemon();
+    let addr = env.api_addr();
+    wait_until(Duration::from_secs(20), "three articles", || {
+        json(&http_get(&addr, "/v1/articles?after=0", None).1)["articles"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+
+    let (status, body) = http_get(&addr, "/healthz", None);
+    assert_eq!((status, json(&body)["status"].as_str()), (200, Some("ok")));
+
+    // Cursor paging: `next` is the following request's `after`, and an empty page keeps it.
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = json(&http_get(&addr, &format!("/v1/articles?after={after}&limit=2"), None).1);
+        let articles = page["articles"].as_array().unwrap();
+        if articles.is_empty() {
+            assert_eq!(page["next"], after);
+            break;
+        }
+        seen.extend(articles.iter().map(|a| a["seq"].as_u64().unwrap()));
+        after = page["next"].as_u64().unwrap();
+    }
+    assert_eq!(seen, [1, 2, 3]);
+
+    // One article by id; the same bytes as the CLI prints.
+    let cli = env.records(&["articles", "--limit", "1"]);
+    let (status, body) = http_get(
+        &addr,
+        &format!("/v1/articles/{}", cli[0]["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(json(&body), cli[0]);
+
+    let feeds = json(&http_get(&addr, "/v1/feeds", None).1);
+    assert_eq!(feeds["feeds"].as_array().unwrap().len(), 2);
+    let dups = json(&http_get(&addr, "/v1/duplicates?after=0", None).1);
+    assert_eq!(dups["duplicates"].as_array().unwrap().len(), 0);
+
+    for bad in [
+        "/v1/articles?after=-1",
+        "/v1/articles?limit=0",
+        "/v1/articles?limit=many",
+        "/v1/duplicates?after=x",
+    ] {
+        let (status, body) = http_get(&addr, bad, None);
+        assert_eq!(status, 400, "{bad}");
+        assert!(json(&body)["error"].as_str().is_some(), "{bad}: {body}");
+    }
+    for missing in ["/v1/articles/nope", "/v1/nothing"] {
+        let (status, body) = http_get(&addr, missing, None);
+        assert_eq!(status, 404, "{missing}");
+        assert!(json(&body)["error"].as_str().is_some());
+    }
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn off_loopback_every_request_needs_the_token() {
+    let env = TestEnv::new("[api]\nlisten = \"0.0.0.0:0\"\ntoken_file = \"token\"\n");
+    std::fs::write(env.dir.path().join("token"), "s3cret\n").unwrap();
+    let daemon = env.start_daemon();
+    let port = env.api_addr().rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(http_get(&addr, "/v1/articles", None).0, 401);
+    assert_eq!(http_get(&addr, "/v1/articles", Some("wrong")).0, 401);
+    assert_eq!(http_get(&addr, "/v1/articles", Some("s3cret")).0, 200);
+    // The CLI reads the token file too.
+    assert!(env.records(&["articles"]).is_empty());
+    assert_eq!(daemon.stop().code(), Some(0));
+
+    // Without a token file, a non-loopback listener is a config error.
+    let env = TestEnv::new("[api]\nlisten = \"0.0.0.0:0\"\n");
+    let out = env.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.token_file"));
+}
