@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::dedup::Settings;
 use crate::fetch::Fetcher;
 use crate::poll::Poller;
-use crate::scheduler::{Mode, Scheduler};
+use crate::scheduler::{LoopStats, Mode, Scheduler};
 use crate::sieve::{Sieve, Summary};
 use crate::store::{self, Store};
 
@@ -161,14 +161,14 @@ pub async fn run(
         config.feeds.clone(),
         &config.poll,
         Poller::new(fetcher, store.clone()),
-        store.clone(),
     );
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     let tracker = TaskTracker::new();
     info!(feeds = config.feeds.len(), mode = ?mode, "Polling.");
+    let mut stats = LoopStats::default();
     tokio::select! {
-        () = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker) => {}
+        s = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker) => stats = s,
         () = shutdown => {
             info!("Shutting down: finishing polls in flight.");
             stop.cancel();
@@ -184,7 +184,8 @@ pub async fn run(
         abort.cancel();
         tracker.wait().await;
     }
-    let summary = sieve.await.context("the sieve thread failed")?;
+    let mut summary = sieve.await.context("the sieve thread failed")?;
+    summary.peak_per_host = stats.peak_per_host;
     let flushed = store.flush()?;
     info!(bytes = flushed, "Database flushed.");
     api_stop.cancel();

@@ -88,6 +88,18 @@ pub struct PollConfig {
     pub concurrency: usize,
     /// Fetches in flight at once to one host.
     pub per_host: usize,
+    /// Least time between the starts of two requests to one host.
+    pub host_gap: Duration,
+    /// Learn each feed's interval from how often it publishes (feeds without their own
+    /// `interval`).
+    pub adaptive: bool,
+    /// Shortest interval adaptive mode may choose.
+    pub min_interval: Duration,
+    /// Longest interval adaptive mode may choose, and the most a publisher's hint (`<ttl>`,
+    /// `sy:updatePeriod`, `Cache-Control`, `Expires`) can stretch an interval.
+    pub max_interval: Duration,
+    /// Longest wait after repeated failures.
+    pub max_backoff: Duration,
 }
 
 /// `[dedup]`: duplicate detection.
@@ -238,6 +250,11 @@ struct RawPoll {
     max_body: Size,
     concurrency: toml::Spanned<usize>,
     per_host: toml::Spanned<usize>,
+    host_gap: Dur,
+    adaptive: bool,
+    min_interval: toml::Spanned<Dur>,
+    max_interval: Dur,
+    max_backoff: Dur,
 }
 
 impl Default for PollConfig {
@@ -250,6 +267,11 @@ impl Default for PollConfig {
             max_body: 16 << 20,
             concurrency: 16,
             per_host: 2,
+            host_gap: Duration::from_secs(1),
+            adaptive: false,
+            min_interval: Duration::from_secs(5 * 60),
+            max_interval: Duration::from_secs(24 * 3600),
+            max_backoff: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -264,6 +286,11 @@ impl Default for RawPoll {
             max_body: Size(d.max_body),
             concurrency: toml::Spanned::new(0..0, d.concurrency),
             per_host: toml::Spanned::new(0..0, d.per_host),
+            host_gap: Dur(d.host_gap),
+            adaptive: d.adaptive,
+            min_interval: toml::Spanned::new(0..0, Dur(d.min_interval)),
+            max_interval: Dur(d.max_interval),
+            max_backoff: Dur(d.max_backoff),
         }
     }
 }
@@ -349,6 +376,14 @@ impl RawConfig {
         };
         let concurrency = positive(&self.poll.concurrency, "poll.concurrency")?;
         let per_host = positive(&self.poll.per_host, "poll.per_host")?;
+        let min_interval = self.poll.min_interval.get_ref().0;
+        if min_interval > self.poll.max_interval.0 {
+            return Err(invalid(
+                self.poll.min_interval.span(),
+                "poll.min_interval".into(),
+                "must not be longer than poll.max_interval".into(),
+            ));
+        }
         let max_distance = *self.dedup.max_distance.get_ref();
         if max_distance > MAX_DISTANCE_LIMIT {
             return Err(invalid(
@@ -407,6 +442,11 @@ impl RawConfig {
                 max_body: self.poll.max_body.0,
                 concurrency,
                 per_host,
+                host_gap: self.poll.host_gap.0,
+                adaptive: self.poll.adaptive,
+                min_interval,
+                max_interval: self.poll.max_interval.0,
+                max_backoff: self.poll.max_backoff.0,
             },
             dedup: DedupConfig {
                 max_distance,
@@ -452,7 +492,7 @@ pub fn feed_url(raw: &str, base: &Path) -> Result<String, String> {
 
 /// A duration written as a string: a number and a unit (`ms`, `s`, `m`, `h`, `d`, `w`),
 /// several of them allowed in a row (`"1h30m"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Dur(Duration);
 
 impl<'de> Deserialize<'de> for Dur {

@@ -1,23 +1,102 @@
-//! One poll of one feed, top to bottom: read the validators saved last time, fetch
-//! conditionally, stop on "not modified", parse the body and fingerprint its entries off the async
-//! threads, and hand the result to the sieve as a [`PollOutcome`]. Fingerprinting here rather than
-//! in the sieve spreads that CPU work over every core; the sieve, the one writer, only looks up and
-//! writes.
+//! One poll of one feed, top to bottom: fetch conditionally from where the feed lives now, tell
+//! the scheduler the request is over (so the host's next request may start), stop on "not
+//! modified", parse the body and fingerprint its entries off the async threads, and return a
+//! [`Polled`] for the scheduler (timing hints) and the sieve (the outcome).
 //!
-//! Nothing here writes: the sieve stores the entries and then the new validators, in that order.
-//! Every failure becomes [`PollOutcome::Failed`] with one sentence, so a broken feed costs its own
-//! poll and nothing else.
+//! Fingerprinting here rather than in the sieve spreads that CPU work over every core; the sieve,
+//! the one writer, only looks up and writes. Nothing here writes: the sieve stores the entries and
+//! then the feed's new state, in that order. Every failure becomes [`PollOutcome::Failed`] with one
+//! sentence, so a broken feed costs its own poll and nothing else.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use chrono::{DateTime, Utc};
 
 use crate::config::FeedConfig;
+use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::fingerprint::fingerprint;
-use crate::fetch::{Fetched, Fetcher, Validators};
+use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
+use crate::parse::Candidate;
 use crate::parse::parse_feed;
-use crate::sieve::PollOutcome;
-use crate::store::Store;
+use crate::store::{FeedState, Store};
+
+/// What one poll of one feed produced, with the scheduler's plan for the next one: handed from
+/// the poll task to the sieve.
+#[derive(Debug)]
+pub struct PollReport {
+    /// The feed polled.
+    pub feed: FeedConfig,
+    /// When the poll started.
+    pub started: DateTime<Utc>,
+    /// How long fetch and parse took.
+    pub elapsed: Duration,
+    /// What happened.
+    pub outcome: PollOutcome,
+    /// When the feed is polled next (`None`: never, it is gone).
+    pub next_fetch: Option<DateTime<Utc>>,
+    /// The feed's interval now.
+    pub interval: Duration,
+    /// The backoff in force.
+    pub backoff: Option<Duration>,
+    /// Where the feed permanently moved, if it did on this poll.
+    pub moved_to: Option<String>,
+}
+
+/// The result of one poll.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// 304 or an unchanged file: nothing to do.
+    NotModified {
+        /// HTTP status (0 for files).
+        status: u16,
+    },
+    /// Fetched and parsed.
+    Fetched {
+        /// HTTP status (0 for files).
+        status: u16,
+        /// Body size.
+        bytes: usize,
+        /// Validators to save once the entries are stored.
+        validators: Validators,
+        /// The feed's entries with their fingerprints.
+        entries: Vec<(Candidate, Fingerprint)>,
+    },
+    /// Fetch or parse failed.
+    Failed {
+        /// HTTP status, when the server answered.
+        status: Option<u16>,
+        /// One sentence naming the stage and the cause.
+        error: String,
+    },
+    /// 410: the feed was removed; polling stops.
+    Gone {
+        /// The sentence for the feed's state.
+        error: String,
+    },
+    /// Not polled in a `--once` pass: its host asked to wait (`Retry-After`) past the pass.
+    Deferred {
+        /// Why, in a sentence.
+        reason: String,
+    },
+}
+
+/// What one poll found.
+#[derive(Debug)]
+pub struct Polled {
+    /// For the sieve.
+    pub outcome: PollOutcome,
+    /// How long the server said the answer stays fresh.
+    pub fresh_for: Option<Duration>,
+    /// The feed's own hint (`<ttl>`, `sy:updatePeriod`).
+    pub feed_hint: Option<Duration>,
+    /// `Retry-After` of a 429 or 503.
+    pub retry_after: Option<Duration>,
+    /// Where the feed permanently moved.
+    pub moved_to: Option<String>,
+    /// Publication dates of the entries (adaptive mode learns from them).
+    pub dates: Vec<DateTime<Utc>>,
+}
 
 /// What every poll needs, shared by all poll tasks.
 #[derive(Clone)]
@@ -27,87 +106,116 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// A poller fetching with `fetcher` and reading validators from `store`.
+    /// A poller fetching with `fetcher` and reading feed states from `store`.
     pub fn new(fetcher: Fetcher, store: Store) -> Poller {
         Poller { fetcher, store }
     }
 
-    /// Fetches and parses `feed` (the sieve stores the result). `host`, when given, is the
-    /// feed's per-host limit: a permit is held for the request only.
-    pub async fn poll(&self, feed: &FeedConfig, host: Option<Arc<Semaphore>>) -> PollOutcome {
-        let validators = match self.store.feed_state(&feed.url) {
-            Ok(Some(state)) => Validators {
-                etag: state.etag,
-                last_modified: state.last_modified,
-            },
-            Ok(None) => Validators::default(),
-            Err(e) => {
-                return PollOutcome::Failed {
-                    status: None,
-                    error: e.to_string(),
+    /// The store feed states are read from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Polls `feed`, whose stored state is `prev`. `request_done` is called once the HTTP
+    /// exchange is over, with the `Retry-After` the server asked for, if any.
+    pub async fn poll(
+        &self,
+        feed: &FeedConfig,
+        prev: Option<&FeedState>,
+        request_done: impl FnOnce(Option<Duration>),
+    ) -> Polled {
+        let url = prev
+            .and_then(|s| s.location.as_deref())
+            .unwrap_or(&feed.url);
+        let validators = Validators {
+            etag: prev.and_then(|s| s.etag.clone()),
+            last_modified: prev.and_then(|s| s.last_modified.clone()),
+        };
+        let fetched = self.fetcher.fetch(url, &validators).await;
+        let retry_after = match &fetched {
+            Err(FetchError::RateLimited { retry_after, .. }) => *retry_after,
+            _ => None,
+        };
+        request_done(retry_after);
+
+        let mut polled = Polled {
+            outcome: PollOutcome::NotModified { status: 0 },
+            fresh_for: None,
+            feed_hint: None,
+            retry_after,
+            moved_to: None,
+            dates: Vec::new(),
+        };
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(FetchError::Gone) => {
+                polled.outcome = PollOutcome::Gone {
+                    error: FetchError::Gone.to_string(),
                 };
+                return polled;
             }
-        };
-        let host_permit = match host {
-            Some(h) => h.acquire_owned().await.ok(),
-            None => None,
-        };
-        let fetched = self.fetcher.fetch(&feed.url, &validators).await;
-        drop(host_permit);
-        let (status, body, validators) = match fetched {
-            Ok(Fetched::NotModified { status }) => return PollOutcome::NotModified { status },
-            Ok(Fetched::Body {
-                status,
-                body,
-                validators,
-            }) => (status, body, validators),
             Err(e) => {
-                return PollOutcome::Failed {
+                polled.outcome = PollOutcome::Failed {
                     status: e.status(),
                     error: e.to_string(),
                 };
+                return polled;
             }
         };
-        Self::parse(feed, status, body, validators).await
-    }
+        polled.fresh_for = fetched.meta().fresh_for;
+        polled.moved_to = fetched.meta().moved_to.clone();
+        let (meta, body, validators, content_type) = match fetched {
+            Fetched::NotModified(meta) => {
+                polled.outcome = PollOutcome::NotModified {
+                    status: meta.status,
+                };
+                return polled;
+            }
+            Fetched::Body {
+                meta,
+                body,
+                validators,
+                content_type,
+            } => (meta, body, validators, content_type),
+        };
 
-    /// Parses a fetched body on the blocking pool: parsing is CPU work and must not stall the
-    /// fetches sharing the async threads.
-    async fn parse(
-        feed: &FeedConfig,
-        status: u16,
-        body: bytes::Bytes,
-        validators: Validators,
-    ) -> PollOutcome {
-        let url: Arc<str> = Arc::from(feed.url.as_str());
+        // Parsing and fingerprinting are CPU work: off the async threads.
+        let feed_url: Arc<str> = Arc::from(feed.url.as_str());
         let bytes = body.len();
         let parsed = tokio::task::spawn_blocking(move || {
-            parse_feed(&body, &url).map(|feed| {
-                feed.entries
-                    .into_iter()
-                    .map(|c| {
-                        let fp = fingerprint(&c.text);
-                        (c, fp)
-                    })
-                    .collect::<Vec<_>>()
-            })
+            let parsed = parse_feed(&body, &feed_url, content_type.as_deref())?;
+            let entries: Vec<_> = parsed
+                .entries
+                .into_iter()
+                .map(|c| {
+                    let fp = fingerprint(&c.text);
+                    (c, fp)
+                })
+                .collect();
+            Ok::<_, crate::parse::ParseError>((entries, parsed.min_interval))
         })
         .await;
-        match parsed {
-            Ok(Ok(entries)) => PollOutcome::Fetched {
-                status,
-                bytes,
-                validators,
-                entries,
-            },
+        let status = (meta.status != 0).then_some(meta.status);
+        polled.outcome = match parsed {
+            Ok(Ok((entries, hint))) => {
+                polled.feed_hint = hint;
+                polled.dates = entries.iter().filter_map(|(c, _)| c.published).collect();
+                PollOutcome::Fetched {
+                    status: meta.status,
+                    bytes,
+                    validators,
+                    entries,
+                }
+            }
             Ok(Err(e)) => PollOutcome::Failed {
-                status: (status != 0).then_some(status),
+                status,
                 error: e.to_string(),
             },
             Err(e) => PollOutcome::Failed {
-                status: (status != 0).then_some(status),
+                status,
                 error: format!("parse: the parser crashed: {e}"),
             },
-        }
+        };
+        polled
     }
 }

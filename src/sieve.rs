@@ -13,61 +13,15 @@
 //! A store failure while handling one report is logged and written into that feed's state; the
 //! sieve goes on with the next report.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::config::FeedConfig;
 use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::{Settings, Verdict, judge};
-use crate::fetch::Validators;
 use crate::parse::Candidate;
+use crate::poll::{PollOutcome, PollReport};
 use crate::store::{FeedState, FeedStatus, Inserted, StoreError, Writer};
-
-/// What one poll of one feed produced, handed from the poll task to the sieve.
-#[derive(Debug)]
-pub struct PollReport {
-    /// The feed polled.
-    pub feed: FeedConfig,
-    /// When the poll started.
-    pub started: DateTime<Utc>,
-    /// How long fetch and parse took.
-    pub elapsed: Duration,
-    /// When the scheduler will poll it next.
-    pub next_fetch: DateTime<Utc>,
-    /// What happened.
-    pub outcome: PollOutcome,
-}
-
-/// The result of one poll.
-#[derive(Debug)]
-pub enum PollOutcome {
-    /// 304 or an unchanged file: nothing to do.
-    NotModified {
-        /// HTTP status (0 for files).
-        status: u16,
-    },
-    /// Fetched and parsed.
-    Fetched {
-        /// HTTP status (0 for files).
-        status: u16,
-        /// Body size.
-        bytes: usize,
-        /// Validators to save once the entries are stored.
-        validators: Validators,
-        /// The feed's entries with their fingerprints.
-        entries: Vec<(Candidate, Fingerprint)>,
-    },
-    /// Fetch or parse failed.
-    Failed {
-        /// HTTP status, when the server answered.
-        status: Option<u16>,
-        /// One sentence naming the stage and the cause.
-        error: String,
-    },
-}
 
 /// Counts for one report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,6 +45,10 @@ pub struct Summary {
     pub not_modified: u64,
     /// Failed polls: (feed URL, error).
     pub failed: Vec<(String, String)>,
+    /// Feeds not polled because their host asked to wait: (feed URL, reason).
+    pub deferred: Vec<(String, String)>,
+    /// Most requests in flight to one host at once (filled in by the app from the scheduler).
+    pub peak_per_host: usize,
     /// Articles stored.
     pub new: u64,
     /// Duplicates recorded.
@@ -150,8 +108,11 @@ impl Sieve {
             feed,
             started,
             elapsed,
-            next_fetch,
             outcome,
+            next_fetch,
+            interval,
+            backoff,
+            moved_to,
         } = report;
         let name = feed.name.clone().unwrap_or_else(|| feed.url.clone());
         let mut state = self
@@ -161,8 +122,18 @@ impl Sieve {
             .map_err(|e| (None, e))?
             .unwrap_or_else(|| FeedState::pending(&feed.url, &name));
         state.name = name;
-        state.last_fetch = Some(started);
-        state.next_fetch = Some(next_fetch);
+        state.next_fetch = next_fetch;
+        state.interval_seconds = Some(interval.as_secs());
+        state.backoff_seconds = backoff.map(|b| b.as_secs());
+        if let Some(to) = moved_to
+            && state.location.as_deref() != Some(to.as_str())
+        {
+            info!(feed = %feed.url, to = %to, "Feed moved permanently; polling the new URL from now on.");
+            state.location = Some(to);
+        }
+        if !matches!(outcome, PollOutcome::Deferred { .. }) {
+            state.last_fetch = Some(started);
+        }
         let elapsed_ms = elapsed.as_millis() as u64;
         let mut tally = Tally::default();
         match outcome {
@@ -216,6 +187,19 @@ impl Sieve {
                 state.failures += 1;
                 self.summary.failed.push((feed.url.clone(), error.clone()));
                 warn!(feed = %feed.url, status = status.unwrap_or(0), elapsed_ms, failures = state.failures, error = %error, "Poll failed.");
+            }
+            PollOutcome::Gone { error } => {
+                state.status = FeedStatus::Gone;
+                state.http_status = Some(410);
+                state.error = Some(error.clone());
+                self.summary.failed.push((feed.url.clone(), error.clone()));
+                warn!(feed = %feed.url, status = 410, elapsed_ms, "Feed is gone (410); polling stops.");
+            }
+            PollOutcome::Deferred { reason } => {
+                self.summary
+                    .deferred
+                    .push((feed.url.clone(), reason.clone()));
+                info!(feed = %feed.url, reason = %reason, "Poll deferred.");
             }
         }
         self.writer

@@ -35,7 +35,7 @@ pub async fn run(config: Option<&Config>, target: &str) -> anyhow::Result<()> {
             anyhow::bail!("{url}: the server answered 304 to an unconditional request")
         }
     };
-    let feed = parse_feed(&body, &url).with_context(|| url.clone())?;
+    let feed = parse_feed(&body, &url, None).with_context(|| url.clone())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for c in &feed.entries {

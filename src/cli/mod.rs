@@ -170,16 +170,20 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             })?;
             if once {
                 eprintln!(
-                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed): {} new articles, {} duplicates dropped",
+                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped",
                     summary.polls,
                     summary.fetched,
                     summary.not_modified,
                     summary.failed.len(),
+                    summary.deferred.len(),
                     summary.new,
                     summary.duplicates
                 );
                 for (feed, error) in &summary.failed {
                     eprintln!("feedsieve: failed: {feed}: {error}");
+                }
+                for (feed, reason) in &summary.deferred {
+                    eprintln!("feedsieve: deferred: {feed}: {reason}");
                 }
             }
             Ok(())

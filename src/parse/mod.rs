@@ -6,9 +6,16 @@
 //! fullest body it carries (see [`normalize`]). Nothing here touches the store: this is what
 //! `feedsieve inspect` prints and what the sieve judges.
 //!
-//! Refused, with a sentence an operator can act on ([`ParseError`]): an empty body, an HTML page
-//! where a feed was expected, anything feed-rs cannot read.
+//! The bytes are first made UTF-8 ([`charset`]: BOM, HTTP charset, XML declaration, UTF-16
+//! included; invalid bytes replaced).
+//!
+//! Refused, with a sentence an operator can act on ([`ParseError`]): an empty body; an HTML page
+//! where a feed was expected (naming the feeds it advertises with `<link rel="alternate">`); a
+//! document whose DOCTYPE declares entities (the "billion laughs" bomb and external entities that
+//! point at local files both need one; feed-rs would not expand them, but a feed that needs them
+//! cannot be read correctly either); anything feed-rs cannot read.
 
+pub mod charset;
 pub mod normalize;
 
 use chrono::{DateTime, Utc};
@@ -39,8 +46,9 @@ pub struct Candidate {
 pub struct ParsedFeed {
     /// The feed's own title, if it has one.
     pub title: Option<String>,
-    /// RSS `<ttl>` in minutes, if given.
-    pub ttl: Option<u32>,
+    /// How often the publisher asks to be polled at most: RSS `<ttl>`, or
+    /// `sy:updatePeriod` / `sy:updateFrequency`, whichever is longer.
+    pub min_interval: Option<std::time::Duration>,
     /// Its entries, in feed order.
     pub entries: Vec<Candidate>,
 }
@@ -51,22 +59,46 @@ pub enum ParseError {
     /// Zero bytes, or only whitespace.
     #[error("parse: the body is empty")]
     Empty,
-    /// An HTML page was served instead of a feed.
-    #[error("parse: got an HTML page, not a feed")]
-    Html,
+    /// An HTML page was served instead of a feed; it may advertise feeds.
+    #[error("parse: got an HTML page, not a feed{}", advertised_sentence(.0))]
+    Html(Vec<String>),
+    /// The DOCTYPE declares entities.
+    #[error(
+        "parse: refused: the document declares XML entities in its DOCTYPE (entity expansion and external entities are never processed)"
+    )]
+    Entities,
     /// feed-rs could not read it.
     #[error("parse: not a valid feed: {0}")]
     Invalid(String),
 }
 
-/// Parses `body` as a feed fetched from `feed_url` (used to resolve relative links).
-pub fn parse_feed(body: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError> {
+fn advertised_sentence(feeds: &[String]) -> String {
+    match feeds {
+        [] => String::new(),
+        [one] => format!("; the page advertises a feed at {one}"),
+        many => format!("; the page advertises feeds at {}", many.join(", ")),
+    }
+}
+
+/// Parses `body` as a feed fetched from `feed_url` (used to resolve relative links), served with
+/// the `Content-Type` `content_type` (its charset is used to decode the body).
+pub fn parse_feed(
+    body: &[u8],
+    feed_url: &str,
+    content_type: Option<&str>,
+) -> Result<ParsedFeed, ParseError> {
+    let body = charset::to_utf8(body, content_type.and_then(charset::content_type_charset));
+    let body = body.as_ref();
     let start = sniff_start(body);
     if start.is_empty() {
         return Err(ParseError::Empty);
     }
     if looks_like_html(start) {
-        return Err(ParseError::Html);
+        let page = String::from_utf8_lossy(&start[..start.len().min(256 << 10)]);
+        return Err(ParseError::Html(advertised_feeds(&page, feed_url)));
+    }
+    if declares_entities(start) {
+        return Err(ParseError::Entities);
     }
     let parser = feed_rs::parser::Builder::new()
         .sanitize_content(false)
@@ -93,11 +125,138 @@ pub fn parse_feed(body: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError>
         .into_iter()
         .map(|entry| candidate(entry, feed_url, base.as_ref()))
         .collect();
+    let ttl = feed
+        .ttl
+        .map(|m| std::time::Duration::from_secs(u64::from(m) * 60));
+    let min_interval = ttl.max(syndication_period(start));
     Ok(ParsedFeed {
         title: feed.title.map(|t| one_line(&html_to_text(&t.content))),
-        ttl: feed.ttl,
+        min_interval,
         entries,
     })
+}
+
+/// The RSS 1.0 syndication module's hint: `sy:updatePeriod` (hourly, daily, weekly, monthly,
+/// yearly) divided by `sy:updateFrequency` (default 1).
+fn syndication_period(doc: &[u8]) -> Option<std::time::Duration> {
+    let head = String::from_utf8_lossy(&doc[..doc.len().min(64 << 10)]);
+    let element = |name: &str| -> Option<String> {
+        let at = head.find(&format!(":{name}>"))?;
+        let rest = &head[at + name.len() + 2..];
+        Some(rest[..rest.find('<')?].trim().to_string())
+    };
+    let period = match element("updatePeriod")?.to_ascii_lowercase().as_str() {
+        "hourly" => 3_600,
+        "daily" => 86_400,
+        "weekly" => 7 * 86_400,
+        "monthly" => 30 * 86_400,
+        "yearly" => 365 * 86_400,
+        _ => return None,
+    };
+    let frequency: u64 = element("updateFrequency")
+        .and_then(|f| f.parse().ok())
+        .filter(|&f| f > 0)
+        .unwrap_or(1);
+    Some(std::time::Duration::from_secs(period / frequency))
+}
+
+/// True when the prolog has a DOCTYPE that declares entities.
+fn declares_entities(doc: &[u8]) -> bool {
+    let head = &doc[..doc.len().min(64 << 10)];
+    let find = |needle: &[u8]| {
+        head.windows(needle.len())
+            .position(|w| w.eq_ignore_ascii_case(needle))
+    };
+    match find(b"<!DOCTYPE") {
+        Some(at) => head[at..]
+            .windows(8)
+            .any(|w| w.eq_ignore_ascii_case(b"<!ENTITY")),
+        None => false,
+    }
+}
+
+/// The feeds an HTML page advertises with `<link rel="alternate" type="application/rss+xml">`
+/// (or Atom, or JSON Feed), resolved against the page's URL.
+pub fn advertised_feeds(page: &str, page_url: &str) -> Vec<String> {
+    let base = Url::parse(page_url).ok();
+    let lower = page.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("<link") {
+        let start = from + at;
+        let end = lower[start..].find('>').map_or(lower.len(), |e| start + e);
+        let attrs = attributes(&page[start + 5..end]);
+        let get = |name: &str| {
+            attrs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let alternate = get("rel").is_some_and(|r| {
+            r.split_whitespace()
+                .any(|t| t.eq_ignore_ascii_case("alternate"))
+        });
+        let feed_type = get("type").is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("rss")
+                || t.contains("atom")
+                || t.contains("feed+json")
+                || t == "application/json"
+        });
+        if alternate
+            && feed_type
+            && let Some(href) = get("href")
+        {
+            let url = Url::options().base_url(base.as_ref()).parse(href.trim());
+            if let Ok(url) = url {
+                let url = url.to_string();
+                if !out.contains(&url) {
+                    out.push(url);
+                }
+            }
+        }
+        from = end.max(start + 5);
+    }
+    out
+}
+
+/// The attributes of a tag's inside (`name="value"`, `name='value'`, `name=value`), names
+/// lowercased, entities in values decoded.
+fn attributes(tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = tag;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '/');
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace() || c == '>')
+            .unwrap_or(rest.len());
+        if name_end == 0 {
+            break;
+        }
+        let name = rest[..name_end].to_ascii_lowercase();
+        rest = rest[name_end..].trim_start();
+        let value = if let Some(after) = rest.strip_prefix('=') {
+            let after = after.trim_start();
+            match after.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let end = after[1..].find(q).map_or(after.len(), |e| e + 1);
+                    let v = &after[1..end];
+                    rest = after.get(end + 1..).unwrap_or("");
+                    v
+                }
+                _ => {
+                    let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                    let v = &after[..end];
+                    rest = &after[end..];
+                    v
+                }
+            }
+        } else {
+            ""
+        };
+        out.push((name, html_escape::decode_html_entities(value).into_owned()));
+    }
+    out
 }
 
 /// Normalizes one feed-rs entry.
@@ -205,11 +364,15 @@ mod tests {
 <item><title>No id</title><description>Only text.</description></item>
 </channel></rss>"#;
 
+    fn parse(body: &[u8]) -> Result<ParsedFeed, ParseError> {
+        parse_feed(body, "http://x.example/news/", None)
+    }
+
     #[test]
     fn rss_entries_are_normalized() {
-        let f = parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml").unwrap();
+        let f = parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml", None).unwrap();
         assert_eq!(f.title.as_deref(), Some("T & co"));
-        assert_eq!(f.ttl, Some(60));
+        assert_eq!(f.min_interval, Some(std::time::Duration::from_secs(3600)));
         let a = &f.entries[0];
         assert_eq!(a.guid, "g1");
         assert_eq!(a.title, "First one");
@@ -222,40 +385,56 @@ mod tests {
         let b = &f.entries[1];
         assert!(b.guid.starts_with("feedsieve:text:"), "{}", b.guid);
         assert_eq!(b.url, None);
-        assert_eq!(
-            parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml")
-                .unwrap()
-                .entries[1]
-                .guid,
-            b.guid
+        let again = parse_feed(RSS.as_bytes(), "https://ex.org/rss.xml", None).unwrap();
+        assert_eq!(again.entries[1].guid, b.guid);
+    }
+
+    #[test]
+    fn empty_html_and_garbage_are_refused() {
+        assert_eq!(parse(b"  \n").unwrap_err(), ParseError::Empty);
+        let page = b"\xEF\xBB\xBF<!DOCTYPE html><html><body>hi</body></html>";
+        assert_eq!(parse(page).unwrap_err(), ParseError::Html(vec![]));
+        let page = b"<?xml version='1.0'?>\n<html><p>x</p></html>";
+        assert_eq!(parse(page).unwrap_err(), ParseError::Html(vec![]));
+        assert!(matches!(parse(b"hello"), Err(ParseError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_html_page_names_the_feeds_it_advertises() {
+        let page = br#"<!doctype html><html><head><link rel=stylesheet href=a.css>
+            <link rel="alternate" type="application/rss+xml" title="News" href="/feed.xml?a=1&amp;b=2">
+            <LINK REL='alternate' TYPE='application/atom+xml' HREF='https://x.example/atom'></head></html>"#;
+        let e = parse(page).unwrap_err();
+        let feeds = vec![
+            "http://x.example/feed.xml?a=1&b=2".to_string(),
+            "https://x.example/atom".to_string(),
+        ];
+        assert_eq!(e, ParseError::Html(feeds));
+        assert!(
+            e.to_string()
+                .ends_with("at http://x.example/feed.xml?a=1&b=2, https://x.example/atom"),
+            "{e}"
         );
     }
 
     #[test]
-    fn html_empty_and_garbage_are_refused() {
+    fn entity_declarations_are_refused_but_a_plain_doctype_is_not() {
+        let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><rss version="2.0"><channel><title>&lol2;</title></channel></rss>"#;
+        assert_eq!(parse(bomb).unwrap_err(), ParseError::Entities);
+        let xxe = br#"<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel><title>&xxe;</title></channel></rss>"#;
+        assert_eq!(parse(xxe).unwrap_err(), ParseError::Entities);
+        let netscape = br#"<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91"><channel><title>caf&eacute;</title><link>http://x/</link><item><title>a &eacute;</title><link>http://x/a</link></item></channel></rss>"#;
+        let f = parse(netscape).unwrap();
+        assert_eq!(f.entries[0].title, "a \u{e9}");
+    }
+
+    #[test]
+    fn publisher_interval_hints() {
+        let rdf = br#"<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel rdf:about="http://x/"><title>t</title><link>http://x/</link><sy:updatePeriod>daily</sy:updatePeriod><sy:updateFrequency>4</sy:updateFrequency></channel></rdf:RDF>"#;
+        let f = parse(rdf).unwrap();
         assert_eq!(
-            parse_feed(b"  \n", "http://x/").unwrap_err(),
-            ParseError::Empty
+            f.min_interval,
+            Some(std::time::Duration::from_secs(6 * 3600))
         );
-        assert_eq!(
-            parse_feed(
-                b"\xEF\xBB\xBF<!DOCTYPE html><html><body>hi</body></html>",
-                "http://x/"
-            )
-            .unwrap_err(),
-            ParseError::Html
-        );
-        assert_eq!(
-            parse_feed(b"<?xml version='1.0'?>\n<html><p>x</p></html>", "http://x/").unwrap_err(),
-            ParseError::Html
-        );
-        assert!(matches!(
-            parse_feed(b"<rss version=\"2.0\"><channel><item>", "http://x/"),
-            Err(ParseError::Invalid(_)) | Ok(_)
-        ));
-        assert!(matches!(
-            parse_feed(b"hello", "http://x/"),
-            Err(ParseError::Invalid(_))
-        ));
     }
 }

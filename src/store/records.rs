@@ -181,8 +181,9 @@ pub enum FeedStatus {
 /// `feedsieve feeds` prints it as NDJSON: `url`, `name`, `status` (`ok`, `not_modified`,
 /// `error`, `gone`, `pending`), `last_fetch`, `next_fetch` (RFC 3339 or null), `error` (a sentence
 /// or null), `articles`, `duplicates` (counts over the feed's life), `http_status` (last HTTP
-/// status or null), `failures` (consecutive failed polls). The validators (`etag`,
-/// `last_modified`) are kept but not printed.
+/// status or null), `failures` (consecutive failed polls), `interval_seconds` (the interval in
+/// force), `backoff_seconds` (the backoff in force, or null), `location` (where the feed
+/// permanently moved, or null). The validators (`etag`, `last_modified`) are kept but not printed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedState {
     /// The feed's URL (its identity).
@@ -207,6 +208,15 @@ pub struct FeedState {
     /// Consecutive failed polls.
     #[serde(default)]
     pub failures: u32,
+    /// The feed's interval now, in seconds (its own, learned, or raised by the publisher's hints).
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
+    /// The backoff in force after failures or a `Retry-After`, in seconds.
+    #[serde(default)]
+    pub backoff_seconds: Option<u64>,
+    /// Where the feed permanently moved (301/308); polls go there.
+    #[serde(default)]
+    pub location: Option<String>,
     /// ETag of the last 200 response, sent back as If-None-Match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
@@ -229,6 +239,9 @@ impl FeedState {
             duplicates: 0,
             http_status: None,
             failures: 0,
+            interval_seconds: None,
+            backoff_seconds: None,
+            location: None,
             etag: None,
             last_modified: None,
         }
@@ -247,6 +260,9 @@ impl FeedState {
             duplicates: self.duplicates,
             http_status: self.http_status,
             failures: self.failures,
+            interval_seconds: self.interval_seconds,
+            backoff_seconds: self.backoff_seconds,
+            location: self.location.as_deref(),
         }
     }
 }
@@ -274,6 +290,12 @@ pub struct FeedView<'a> {
     pub http_status: Option<u16>,
     /// See [`FeedState::failures`].
     pub failures: u32,
+    /// See [`FeedState::interval_seconds`].
+    pub interval_seconds: Option<u64>,
+    /// See [`FeedState::backoff_seconds`].
+    pub backoff_seconds: Option<u64>,
+    /// See [`FeedState::location`].
+    pub location: Option<&'a str>,
 }
 
 #[cfg(test)]

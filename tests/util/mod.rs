@@ -65,9 +65,15 @@ impl TestEnv {
         TestEnv { dir, config }
     }
 
-    /// A config with `[poll]` settings `poll` and one `[[feeds]]` per URL.
+    /// A config with `[poll]` settings `poll` and one `[[feeds]]` per URL. Every test server is
+    /// on 127.0.0.1, one host, so the gap between requests to it is 0 unless `poll` sets one.
     pub fn with_feeds(poll: &str, urls: &[String]) -> TestEnv {
-        let mut body = format!("[poll]\n{poll}\n");
+        let gap = if poll.contains("host_gap") {
+            ""
+        } else {
+            "host_gap = \"0s\"\n"
+        };
+        let mut body = format!("[poll]\n{gap}{poll}\n");
         for url in urls {
             body.push_str(&format!("[[feeds]]\nurl = \"{url}\"\n"));
         }
