@@ -15,5 +15,9 @@ mod daemon;
 mod duplicates;
 // Broken feeds are reported in their own state and cost nothing else.
 mod faults;
+// Hostile servers: timeouts, caps, bombs, lies, charsets; each costs only its own feed.
+mod hostile;
+// Politeness: publisher hints, per-host limits, Retry-After, backoff, gone, redirects, jitter.
+mod polite;
 // Articles from RSS 2.0, Atom and JSON Feed are stored with every field.
 mod formats;
