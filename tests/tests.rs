@@ -9,6 +9,8 @@ mod api;
 mod config;
 // Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.
 mod conditional;
+// The parse path over the 6,800-feed corpus in ../shared (skipped when absent).
+mod conformance;
 // The daemon: reads go through its API while it runs; restarts keep everything; SIGTERM exits 0.
 mod daemon;
 // Each kind of repeat is dropped with the right reason and `duplicate_of`.

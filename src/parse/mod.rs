@@ -17,6 +17,7 @@
 
 pub mod charset;
 pub mod normalize;
+pub mod repair;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -100,18 +101,54 @@ pub fn parse_feed(
     if declares_entities(start) {
         return Err(ParseError::Entities);
     }
-    let parser = feed_rs::parser::Builder::new()
-        .sanitize_content(false)
-        .base_uri(Some(feed_url))
-        // feed-rs would invent a random UUID for an entry with neither id nor link: an id that
-        // changes on every poll. Leave it empty instead; `entry_guid` derives a stable one.
-        .id_generator(|links, _title, _uri| {
-            links.first().map(|l| l.href.clone()).unwrap_or_default()
-        })
-        .build();
-    let feed = parser
-        .parse(body)
-        .map_err(|e| ParseError::Invalid(e.to_string()))?;
+    // A fresh parser per attempt: feed-rs keeps media-RSS state in its parser, and a parser
+    // reused after a failed parse panics (found by the corpus run).
+    let parser = || {
+        feed_rs::parser::Builder::new()
+            .sanitize_content(false)
+            .base_uri(Some(feed_url))
+            // feed-rs would invent a random UUID for an entry with neither id nor link: an id
+            // that changes on every poll. Leave it empty; `entry_guid` derives a stable one.
+            .id_generator(|links, _title, _uri| {
+                links.first().map(|l| l.href.clone()).unwrap_or_default()
+            })
+            .build()
+    };
+    let text = String::from_utf8_lossy(body);
+    let mut doc = repair::before_parsing(&text);
+    let mut repairs = 0;
+    let feed = loop {
+        let e = match parser().parse(doc.as_bytes()) {
+            Ok(feed) => break feed,
+            Err(e) => e,
+        };
+        use feed_rs::parser::{ParseErrorKind, ParseFeedError};
+        let repaired = match &e {
+            ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot) => repair::rss_version(&doc),
+            ParseFeedError::ParseError(ParseErrorKind::UnknownMimeType { mime, .. }) => {
+                repair::unknown_type(&doc, mime)
+            }
+            _ => None,
+        };
+        repairs += 1;
+        match repaired {
+            Some(r) if repairs <= 4 => doc = std::borrow::Cow::Owned(r),
+            _ if repair::is_empty_rss(&doc) => {
+                return Ok(ParsedFeed {
+                    title: None,
+                    min_interval: None,
+                    entries: Vec::new(),
+                });
+            }
+            _ => return Err(ParseError::Invalid(e.to_string())),
+        }
+    };
+    // feed-rs drops RSS 1.0 items without a link; give them their rdf:about and read again.
+    let items = doc.matches("<item").count();
+    let feed = match (feed.entries.len() < items, repair::rdf_item_links(&doc)) {
+        (true, Some(repaired)) => parser().parse(repaired.as_bytes()).unwrap_or(feed),
+        _ => feed,
+    };
     let base = Url::parse(feed_url).ok();
     let base = feed
         .links
@@ -283,9 +320,11 @@ fn candidate(entry: feed_rs::model::Entry, feed_url: &str, base: Option<&Url>) -
             text = html_to_text(&d.content);
         }
     }
+    // Media feeds (YouTube, podcasts) may title an entry only in media:title.
     let title = entry
         .title
         .as_ref()
+        .or_else(|| entry.media.iter().find_map(|m| m.title.as_ref()))
         .map(|t| one_line(&html_to_text(&t.content)))
         .unwrap_or_default();
     let link = entry
@@ -293,7 +332,12 @@ fn candidate(entry: feed_rs::model::Entry, feed_url: &str, base: Option<&Url>) -
         .iter()
         .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .or(entry.links.first());
-    let url = link.and_then(|l| canonical_link(&l.href, base));
+    // Without a link, a guid that is a URL is the link (RSS's isPermaLink default).
+    let url = link
+        .and_then(|l| canonical_link(&l.href, base))
+        .or_else(|| {
+            canonical_link(entry.id.trim(), None).filter(|_| entry.id.trim().starts_with("http"))
+        });
     let guid = entry_guid(entry.id.trim(), &title, &text);
     Candidate {
         feed: feed_url.to_string(),
