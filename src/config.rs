@@ -403,23 +403,25 @@ impl RawConfig {
         }
 
         let mut feeds: Vec<FeedConfig> = Vec::with_capacity(self.feeds.len());
-        let mut first_line: Vec<usize> = Vec::with_capacity(self.feeds.len());
+        let mut first_at: Vec<usize> = Vec::with_capacity(self.feeds.len());
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, raw) in self.feeds.into_iter().enumerate() {
             let span = raw.url.span();
             let key = format!("feeds[{i}].url");
             let url = feed_url(raw.url.get_ref(), base)
                 .map_err(|m| invalid(span.clone(), key.clone(), m))?;
-            if let Some(j) = feeds.iter().position(|f| f.url == url) {
+            if let Some(&j) = seen.get(&url) {
                 return Err(invalid(
                     span,
                     key,
                     format!(
                         "{url} is already listed as feeds[{j}] (line {})",
-                        first_line[j]
+                        line_of(text, first_at[j])
                     ),
                 ));
             }
-            first_line.push(line_of(text, span.start));
+            first_at.push(span.start);
+            seen.insert(url.clone(), i);
             feeds.push(FeedConfig {
                 url,
                 name: raw.name,

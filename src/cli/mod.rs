@@ -170,14 +170,15 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             })?;
             if once {
                 eprintln!(
-                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped",
+                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped; at most {} requests in flight to one host",
                     summary.polls,
                     summary.fetched,
                     summary.not_modified,
                     summary.failed.len(),
                     summary.deferred.len(),
                     summary.new,
-                    summary.duplicates
+                    summary.duplicates,
+                    summary.peak_per_host
                 );
                 for (feed, error) in &summary.failed {
                     eprintln!("feedsieve: failed: {feed}: {error}");
