@@ -283,10 +283,7 @@ fn load(dir: &Path, limit: usize) -> Vec<(String, Feed)> {
 fn sample_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut peak = 0u64;
-        loop {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-                break;
-            };
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) else {
                 break;
             };
