@@ -28,11 +28,22 @@ fn herald_with_library() -> String {
 }
 
 /// Stores from a feed on a hostile server, then makes that server misbehave with `act` and runs
-/// the daemon until the feed's state names `expect`. Checks that the other feed in the same run is
-/// stored normally, the daemon keeps running, and nothing stored before is lost. Returns the
-/// feed's state and the server.
+/// the daemon until the feed's state names `expect`. Checks that the other feed in the same run (on
+/// another host) is stored normally, the daemon keeps running, and nothing stored before is lost.
+/// Returns the feed's state and the server.
 fn survives(act: Act, poll: &str, expect: &str) -> (Value, Hostile) {
-    let good = FeedServer::start();
+    survives_as(act, &[], poll, expect, "error")
+}
+
+/// [`survives`] with more paths on the hostile server, expecting the feed to end in `status`.
+fn survives_as(
+    act: Act,
+    more: &[(&str, Act)],
+    poll: &str,
+    expect: &str,
+    status: &str,
+) -> (Value, Hostile) {
+    let good = FeedServer::start_on("127.0.0.2:0");
     good.set(
         "/good.rss",
         std::fs::read(data("feeds/herald.rss")).unwrap(),
@@ -47,6 +58,9 @@ fn survives(act: Act, poll: &str, expect: &str) -> (Value, Hostile) {
     assert_eq!(before.len(), 3);
 
     hostile.set("/feed", act);
+    for (path, act) in more {
+        hostile.set(path, act.clone());
+    }
     good.set("/good.rss", herald_with_library(), "application/rss+xml");
     let mut daemon = env.start_daemon();
     wait_until(
@@ -67,8 +81,8 @@ fn survives(act: Act, poll: &str, expect: &str) -> (Value, Hostile) {
         daemon.log()
     );
     let state = env.feed(&urls[1]);
-    assert_eq!(state["status"], "error", "{state}");
-    assert!(state["failures"].as_u64().unwrap() >= 1);
+    assert_eq!(state["status"], status, "{state}");
+    assert!(status == "gone" || state["failures"].as_u64().unwrap() >= 1);
     assert!(!state["error"].as_str().unwrap().contains('\n'));
     let after = env.records(&["articles"]);
     assert_eq!(&after[..3], &before[..], "nothing stored before is lost");
@@ -300,5 +314,62 @@ fn charsets_from_the_header_the_declaration_and_a_bom_are_honoured() {
             "caf\u{e9} utf-16",
             "caf\u{e9} \u{fffd}roken"
         ]
+    );
+}
+
+#[test]
+fn a_429_with_retry_after_costs_only_its_host() {
+    let (state, _) = survives(
+        Act::status(429, &[("Retry-After", "2")]),
+        "",
+        "asks to retry after 2 s",
+    );
+    assert_eq!(state["http_status"], 429);
+    assert_eq!(state["backoff_seconds"], 2);
+}
+
+#[test]
+fn a_503_with_a_retry_after_date_costs_only_its_host() {
+    let date = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let (state, _) = survives(
+        Act::status(503, &[("Retry-After", date.as_str())]),
+        "",
+        "the server answered 503",
+    );
+    let backoff = state["backoff_seconds"].as_u64().unwrap();
+    assert!((7000..=7200).contains(&backoff), "{backoff}");
+}
+
+#[test]
+fn a_500_is_an_error_with_backoff() {
+    let (state, _) = survives(Act::status(500, &[]), "", "the server answered 500");
+    assert!(state["backoff_seconds"].as_u64().is_some());
+}
+
+#[test]
+fn a_410_makes_the_feed_gone() {
+    let (state, hostile) = survives_as(Act::status(410, &[]), &[], "", "410 Gone", "gone");
+    assert!(state["next_fetch"].is_null());
+    assert_eq!(
+        hostile.hits("/feed").len(),
+        2,
+        "one poll before, one that found it gone"
+    );
+}
+
+#[test]
+fn a_redirect_loop_is_named() {
+    let there = Act::status(301, &[("Location", "/elsewhere")]);
+    let back = Act::status(308, &[("Location", "/feed")]);
+    let (state, hostile) =
+        survives_as(there, &[("/elsewhere", back)], "", "redirect loop", "error");
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap()
+            .contains(&hostile.url("/elsewhere")),
+        "{state}"
     );
 }

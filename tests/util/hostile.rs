@@ -157,11 +157,22 @@ fn serve(
             headers: vec![],
             body: b"not found".to_vec(),
         });
-    act_out(&mut stream, act);
-    in_flight.fetch_sub(1, Ordering::SeqCst);
+    // A request stops counting as in flight just before its last byte is sent: after that the
+    // client may already be starting its next one.
+    let mut done = Some(|| {
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
+    act_out(&mut stream, act, &mut || {
+        if let Some(d) = done.take() {
+            d();
+        }
+    });
+    if let Some(d) = done.take() {
+        d();
+    }
 }
 
-fn act_out(stream: &mut TcpStream, act: Act) {
+fn act_out(stream: &mut TcpStream, act: Act, last_byte: &mut dyn FnMut()) {
     let reason = |s: u16| match s {
         200 => "OK",
         301 => "Moved Permanently",
@@ -190,8 +201,13 @@ fn act_out(stream: &mut TcpStream, act: Act) {
                 out.push_str(&format!("{n}: {v}\r\n"));
             }
             out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-            let _ = stream.write_all(out.as_bytes());
-            let _ = stream.write_all(&body);
+            let mut bytes = out.into_bytes();
+            bytes.extend_from_slice(&body);
+            let last = bytes.pop();
+            let _ = stream.write_all(&bytes);
+            let _ = stream.flush();
+            last_byte();
+            let _ = stream.write_all(&last.into_iter().collect::<Vec<u8>>());
         }
         Act::Trickle { pause, body } => {
             let head = format!(
@@ -224,7 +240,7 @@ fn act_out(stream: &mut TcpStream, act: Act) {
         }
         Act::Slow { delay, then } => {
             std::thread::sleep(delay);
-            act_out(stream, *then);
+            act_out(stream, *then, last_byte);
         }
     }
     let _ = stream.flush();
