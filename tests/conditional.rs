@@ -1,20 +1,12 @@
-use crate::util::{FeedServer, Item, TestEnv, data, rss, story};
+use crate::util::{FeedServer, Item, TestEnv, rss, story};
 
 #[test]
 fn a_second_poll_of_unchanged_feeds_is_conditional_and_stores_nothing() {
     let server = FeedServer::start();
-    let read = |p: &str| std::fs::read(data(p)).unwrap();
-    server.set(
-        "/herald.rss",
-        read("feeds/herald.rss"),
-        "application/rss+xml",
-    );
-    server.set(
-        "/kell.atom",
-        read("feeds/kell.atom"),
-        "application/atom+xml",
-    );
-    let urls = [server.url("/herald.rss"), server.url("/kell.atom")];
+    let urls = [
+        server.serve_fixture("herald.rss"),
+        server.serve_fixture("kell.atom"),
+    ];
     let env = TestEnv::with_feeds("", &urls);
 
     env.once();

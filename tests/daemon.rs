@@ -1,16 +1,11 @@
 use std::time::Duration;
 
-use crate::util::{FeedServer, Item, TestEnv, data, rss, story, wait_until};
+use crate::util::{FeedServer, TestEnv, herald_with_library, wait_until};
 
 #[test]
 fn the_daemon_serves_reads_while_running_and_keeps_everything_across_restarts() {
     let server = FeedServer::start();
-    server.set(
-        "/herald.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
-    let url = server.url("/herald.rss");
+    let url = server.serve_fixture("herald.rss");
     let env = TestEnv::with_feeds("interval = \"1s\"", std::slice::from_ref(&url));
 
     let daemon = env.start_daemon();
@@ -25,24 +20,7 @@ fn the_daemon_serves_reads_while_running_and_keeps_everything_across_restarts() 
     assert_eq!(feeds[0]["status"], "ok");
 
     // A new item appears while it runs.
-    let text = story("library");
-    let herald = String::from_utf8(std::fs::read(data("feeds/herald.rss")).unwrap()).unwrap();
-    let item = rss(
-        "x",
-        &[Item {
-            guid: "herald-lib",
-            link: "https://herald.example.org/lib",
-            title: "Tools to borrow",
-            text: &text,
-            date: "Thu, 12 Mar 2026 10:00:00 GMT",
-        }],
-    );
-    let item_xml = &item[item.find("<item>").unwrap()..item.find("</channel>").unwrap()];
-    server.set(
-        "/herald.rss",
-        herald.replace("</channel>", &format!("{item_xml}</channel>")),
-        "application/rss+xml",
-    );
+    server.set("/herald.rss", herald_with_library(), "application/rss+xml");
     wait_until(Duration::from_secs(20), "the new item", || {
         env.records(&["articles"]).len() == 3
     });

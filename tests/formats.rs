@@ -12,26 +12,10 @@ fn by_title<'a>(articles: &'a [Value], title: &str) -> &'a Value {
 #[test]
 fn rss_atom_and_json_feed_articles_are_stored_with_every_field() {
     let server = FeedServer::start();
-    let read = |p: &str| std::fs::read(data(p)).unwrap();
-    server.set(
-        "/herald.rss",
-        read("feeds/herald.rss"),
-        "application/rss+xml",
-    );
-    server.set(
-        "/kell.atom",
-        read("feeds/kell.atom"),
-        "application/atom+xml",
-    );
-    server.set(
-        "/brennock.json",
-        read("feeds/brennock.json"),
-        "application/feed+json",
-    );
     let urls = [
-        server.url("/herald.rss"),
-        server.url("/kell.atom"),
-        server.url("/brennock.json"),
+        server.serve_fixture("herald.rss"),
+        server.serve_fixture("kell.atom"),
+        server.serve_fixture("brennock.json"),
     ];
     let env = TestEnv::with_feeds("", &urls);
     env.once();

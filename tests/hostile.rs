@@ -4,27 +4,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::hostile::{Act, Hostile, unanswered_address};
-use crate::util::{FeedServer, Item, TestEnv, data, rss, story, wait_until};
+use crate::util::{FeedServer, TestEnv, data, herald_with_library, wait_until};
 
 fn kell() -> Vec<u8> {
     std::fs::read(data("feeds/kell.atom")).unwrap()
-}
-
-fn herald_with_library() -> String {
-    let herald = String::from_utf8(std::fs::read(data("feeds/herald.rss")).unwrap()).unwrap();
-    let text = story("library");
-    let item = rss(
-        "x",
-        &[Item {
-            guid: "herald-lib",
-            link: "https://herald.example.org/lib",
-            title: "Tools to borrow",
-            text: &text,
-            date: "Thu, 12 Mar 2026 10:00:00 GMT",
-        }],
-    );
-    let item = &item[item.find("<item>").unwrap()..item.find("</channel>").unwrap()];
-    herald.replace("</channel>", &format!("{item}</channel>"))
 }
 
 /// Stores from a feed on a hostile server, then makes that server misbehave with `act` and runs
@@ -44,14 +27,10 @@ fn survives_as(
     status: &str,
 ) -> (Value, Hostile) {
     let good = FeedServer::start_on("127.0.0.2:0");
-    good.set(
-        "/good.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
+    let good_url = good.serve_fixture("herald.rss");
     let hostile = Hostile::start();
     hostile.set("/feed", Act::ok("application/atom+xml", kell()));
-    let urls = [good.url("/good.rss"), hostile.url("/feed")];
+    let urls = [good_url, hostile.url("/feed")];
     let env = TestEnv::with_feeds(&format!("interval = \"1s\"\n{poll}"), &urls);
     env.once();
     let before = env.records(&["articles"]);
@@ -61,7 +40,7 @@ fn survives_as(
     for (path, act) in more {
         hostile.set(path, act.clone());
     }
-    good.set("/good.rss", herald_with_library(), "application/rss+xml");
+    good.set("/herald.rss", herald_with_library(), "application/rss+xml");
     let mut daemon = env.start_daemon();
     wait_until(
         Duration::from_secs(40),
@@ -103,12 +82,10 @@ fn a_server_that_trickles_is_cut_off_by_the_total_timeout() {
 fn a_connection_that_never_completes_hits_the_connect_timeout() {
     let (addr, _fillers, _fd) = unanswered_address();
     let good = FeedServer::start();
-    good.set(
-        "/good.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
-    let urls = [good.url("/good.rss"), format!("http://{addr}/feed")];
+    let urls = [
+        good.serve_fixture("herald.rss"),
+        format!("http://{addr}/feed"),
+    ];
     let env = TestEnv::with_feeds("connect_timeout = \"1s\"\ntimeout = \"20s\"", &urls);
     let started = Instant::now();
     env.once();

@@ -26,6 +26,39 @@ pub fn data(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// A fixture feed's bytes.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(data(&format!("feeds/{name}"))).expect("fixture feed")
+}
+
+/// The content type of a fixture feed, by its extension.
+pub fn fixture_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("atom") => "application/atom+xml",
+        Some("json") => "application/feed+json",
+        _ => "application/rss+xml",
+    }
+}
+
+/// The herald fixture with one more item (the library story), as a publisher adds one.
+pub fn herald_with_library() -> String {
+    let herald = String::from_utf8(fixture("herald.rss")).expect("UTF-8 fixture");
+    let text = story("library");
+    let item = rss(
+        "x",
+        &[Item {
+            guid: "herald-lib",
+            link: "https://herald.example.org/lib",
+            title: "Tools to borrow",
+            text: &text,
+            date: "Thu, 12 Mar 2026 10:00:00 GMT",
+        }],
+    );
+    let item =
+        &item[item.find("<item>").unwrap_or(0)..item.find("</channel>").unwrap_or(item.len())];
+    herald.replace("</channel>", &format!("{item}</channel>"))
+}
+
 /// A fixture story's text, paragraphs separated by blank lines.
 pub fn story(name: &str) -> String {
     std::fs::read_to_string(data(&format!("stories/{name}.txt")))

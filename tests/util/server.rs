@@ -86,6 +86,13 @@ impl FeedServer {
         self.set_status(path, 200, body, content_type);
     }
 
+    /// Serves the fixture feed `name` at `/name`; returns its URL.
+    pub fn serve_fixture(&self, name: &str) -> String {
+        let path = format!("/{name}");
+        self.set(&path, super::fixture(name), super::fixture_type(name));
+        self.url(&path)
+    }
+
     /// Serves `body` at `path` with `status`.
     pub fn set_status(
         &self,
