@@ -67,6 +67,33 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!("fingerprint:               {:>9.0} articles/s", n / secs);
 
+    // 1+2 on exactly 400-word articles, one core.
+    let four_hundred: Vec<String> = {
+        let all: Vec<&str> = bodies.iter().flat_map(|b| b.split(' ')).collect();
+        all.chunks(400)
+            .filter(|c| c.len() == 400)
+            .map(|c| {
+                to_html(
+                    &c.chunks(60)
+                        .map(|p| p.join(" "))
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
+                )
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for h in &four_hundred {
+            std::hint::black_box(fingerprint(&html_to_text(h)));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "normalize + fingerprint:   {:>9.0} articles/s  (400-word articles, one core)",
+        (four_hundred.len() * rounds) as f64 / secs
+    );
+
     // 3. A store holding `stored` articles.
     let vocabulary: Vec<&str> = bodies.iter().flat_map(|b| b.split_whitespace()).collect();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -123,7 +150,7 @@ fn main() {
 
     let start = Instant::now();
     for fp in &fps {
-        store.overlaps(&fp.marks, 4).expect("overlaps");
+        store.overlaps(&fp.anchors, &fp.marks, 4).expect("overlaps");
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

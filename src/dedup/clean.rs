@@ -17,6 +17,9 @@
 //! The stored text is never changed, and the `content` hash still covers every word.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 
 /// A dateline is at most this long.
 pub const DATELINE_MAX_BYTES: usize = 80;
@@ -47,6 +50,12 @@ pub const BOILERPLATE_CUES: &[&str] = &[
 
 /// The story part of `text` (paragraphs separated by blank lines), borrowed when nothing is cut.
 pub fn story_text(text: &str) -> Cow<'_, str> {
+    // Common case first: no cue anywhere, and no byline or dateline in front.
+    let first = text.split("\n\n").next().unwrap_or("");
+    let any_cue = CUES.as_ref().is_none_or(|cues| cues.is_match(text));
+    if !any_cue && !is_byline(first) && strip_dateline(first).is_none() {
+        return Cow::Borrowed(text);
+    }
     let mut changed = false;
     let mut kept: Vec<&str> = Vec::new();
     for (i, para) in text.split("\n\n").enumerate() {
@@ -111,13 +120,26 @@ fn strip_dateline(para: &str) -> Option<&str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// All the cues in one automaton, matched ASCII-case-insensitively in a single pass.
+static CUES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(BOILERPLATE_CUES)
+        .ok()
+});
+
 /// A short paragraph made of wrapping.
 fn is_boilerplate(para: &str) -> bool {
-    if para.split_whitespace().count() > BOILERPLATE_MAX_WORDS {
+    if para.split_whitespace().nth(BOILERPLATE_MAX_WORDS).is_some() {
         return false;
     }
-    let lower = para.to_lowercase();
-    BOILERPLATE_CUES.iter().any(|cue| lower.contains(cue))
+    match CUES.as_ref() {
+        Some(cues) => cues.is_match(para),
+        None => {
+            let lower = para.to_lowercase();
+            BOILERPLATE_CUES.iter().any(|cue| lower.contains(cue))
+        }
+    }
 }
 
 #[cfg(test)]

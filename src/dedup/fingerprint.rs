@@ -11,11 +11,10 @@
 //! XXH3-64 over explicit bytes with a fixed seed (never std's `Hash`), and golden-value tests pin
 //! them.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::containment;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_seed};
 
 /// Seed of the per-word hash inside the simhash. Changing it changes every stored fingerprint.
@@ -36,33 +35,69 @@ pub struct Fingerprint {
     pub anchors: Vec<u64>,
 }
 
-/// Calls `f` with each word of `text`, lowercased (and NFKC-normalized when not ASCII).
+/// For each byte: its lowercase form when it is an ASCII letter or digit, 0 otherwise (and
+/// `0x80` marks the lead byte of a non-ASCII character, to be decoded).
+const ASCII_WORD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() || c.is_ascii_lowercase() {
+            c
+        } else if c.is_ascii_uppercase() {
+            c + 32
+        } else if c >= 0xC0 {
+            0x80
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Calls `f` with each word of `text` (a run of letters and digits), lowercased; text that is not
+/// already NFKC is normalized first. One pass over the bytes: ASCII through a table, other
+/// characters decoded where they start.
 pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
-    if text.is_ascii() {
-        let mut buf = [0u8; 64];
-        for word in text
-            .as_bytes()
-            .split(|b| !b.is_ascii_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            if word.len() <= buf.len() {
-                let lower = &mut buf[..word.len()];
-                lower.copy_from_slice(word);
-                lower.make_ascii_lowercase();
-                // ASCII alphanumerics are valid UTF-8.
-                f(std::str::from_utf8(lower).unwrap_or_default());
-            } else {
-                f(&String::from_utf8_lossy(word).to_ascii_lowercase());
-            }
-        }
+    let normalized;
+    let text = if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        text
     } else {
-        let normalized: String = text.nfkc().flat_map(char::to_lowercase).collect();
-        for word in normalized
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            f(word);
+        normalized = text.nfkc().collect::<String>();
+        &normalized
+    };
+    let bytes = text.as_bytes();
+    let mut word: Vec<u8> = Vec::with_capacity(64);
+    let mut i = 0;
+    while i < bytes.len() {
+        let t = ASCII_WORD[bytes[i] as usize];
+        if t != 0 && t != 0x80 {
+            word.push(t);
+            i += 1;
+            continue;
         }
+        if t == 0x80 {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            i += c.len_utf8();
+            if c.is_alphanumeric() {
+                let mut buf = [0u8; 4];
+                for l in c.to_lowercase() {
+                    word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                }
+                continue;
+            }
+        } else {
+            i += 1;
+        }
+        if !word.is_empty() {
+            // Lowercase letters and digits, and whole lowercased characters: valid UTF-8.
+            f(std::str::from_utf8(&word).unwrap_or_default());
+            word.clear();
+        }
+    }
+    if !word.is_empty() {
+        f(std::str::from_utf8(&word).unwrap_or_default());
     }
 }
 
@@ -78,37 +113,51 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 /// ```
 pub fn fingerprint(text: &str) -> Fingerprint {
     let story = super::clean::story_text(text);
-    let mut content = Xxh3::with_seed(0);
-    let mut words = 0u32;
-    let mut hashes: Vec<u64> = Vec::with_capacity(text.len() / 5);
-    let mut tf: HashMap<u64, u32> = HashMap::with_capacity(256);
-    let mut story_word = |w: &str, h: u64| {
-        hashes.push(h);
-        if !is_stop_word(w) {
-            *tf.entry(h).or_insert(0) += 1;
-        }
+    let mut all: Vec<u64> = Vec::with_capacity(text.len() / 5);
+    for_each_word(text, |w| all.push(word_hash(w)));
+    let story_hashes: Vec<u64>;
+    let hashes = if matches!(story, std::borrow::Cow::Borrowed(_)) {
+        &all
+    } else {
+        story_hashes = {
+            let mut v = Vec::with_capacity(story.len() / 5);
+            for_each_word(&story, |w| v.push(word_hash(w)));
+            v
+        };
+        &story_hashes
     };
-    let same = matches!(story, std::borrow::Cow::Borrowed(_));
-    for_each_word(text, |w| {
-        content.update(w.as_bytes());
-        content.update(b" ");
-        words = words.saturating_add(1);
-        if same {
-            story_word(w, word_hash(w));
-        }
-    });
-    if !same {
-        for_each_word(&story, |w| story_word(w, word_hash(w)));
-    }
-    let marks = containment::marks(&hashes);
-    let lede = containment::marks(&hashes[..hashes.len().min(containment::LEDE_WORDS)]);
+    // Term frequencies of the meaningful words: runs of equal hashes once sorted.
+    let mut meaningful: Vec<u64> = hashes
+        .iter()
+        .copied()
+        .filter(|&h| !is_stop_hash(h))
+        .collect();
+    meaningful.sort_unstable();
+    let tf = meaningful
+        .chunk_by(|a, b| a == b)
+        .map(|run| (run[0], tf_weight(run.len() as u32)));
+    let simhash = weighted_simhash(tf);
+    let sketch = containment::sketch(hashes);
     Fingerprint {
-        simhash: weighted_simhash(tf.into_iter().map(|(h, n)| (h, tf_weight(n)))),
-        content: content.digest(),
-        words,
-        anchors: containment::anchors(&marks, &lede),
-        marks,
+        simhash,
+        content: content_hash(&all),
+        words: all.len().min(u32::MAX as usize) as u32,
+        marks: sketch.marks,
+        anchors: sketch.anchors,
     }
+}
+
+/// The `content` hash: every word's stable hash, in order, as little-endian bytes.
+fn content_hash(word_hashes: &[u64]) -> u64 {
+    let mut h = Xxh3::with_seed(0);
+    for chunk in word_hashes.chunks(256) {
+        let mut bytes = [0u8; 256 * 8];
+        for (i, w) in chunk.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        h.update(&bytes[..chunk.len() * 8]);
+    }
+    h.digest()
 }
 
 /// The stable hash of one (already lowercased) word.
@@ -137,19 +186,49 @@ pub fn tf_weight(tf: u32) -> i32 {
 /// Simhash of weighted features: bit i is set when the features with bit i set outweigh those
 /// without it.
 pub fn weighted_simhash(features: impl Iterator<Item = (u64, i32)>) -> u64 {
-    let mut v = [0i64; 64];
-    for (h, w) in features {
-        for (i, slot) in v.iter_mut().enumerate() {
-            if (h >> i) & 1 == 1 {
-                *slot += i64::from(w);
-            } else {
-                *slot -= i64::from(w);
-            }
+    let features: Vec<(u64, i32)> = features.collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { simhash_avx2(&features) };
         }
     }
-    v.iter().enumerate().fold(
+    simhash_of(&features)
+}
+
+/// [`simhash_of`] compiled for AVX2 (eight 32-bit lanes instead of SSE2's four).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn simhash_avx2(features: &[(u64, i32)]) -> u64 {
+    simhash_of(features)
+}
+
+/// The simhash sums. Per bit, the weight of the features that set it; the bit is set when that is
+/// more than half the total. i32 sums with an AND mask (no multiply, no branch) vectorize well
+/// (measured faster than a byte-spreading table); they are folded into i64 every CHUNK features,
+/// long before an i32 could overflow.
+#[inline(always)]
+fn simhash_of(features: &[(u64, i32)]) -> u64 {
+    const CHUNK: usize = 1 << 16;
+    let mut set = [0i64; 64];
+    let mut total = 0i64;
+    for block in features.chunks(CHUNK) {
+        let mut chunk = [0i32; 64];
+        for &(h, w) in block {
+            total += i64::from(w);
+            for (i, slot) in chunk.iter_mut().enumerate() {
+                let mask = -(((h >> i) & 1) as i32);
+                *slot += mask & w;
+            }
+        }
+        for (s, c) in set.iter_mut().zip(chunk) {
+            *s += i64::from(c);
+        }
+    }
+    set.iter().enumerate().fold(
         0u64,
-        |acc, (i, &s)| if s > 0 { acc | (1 << i) } else { acc },
+        |acc, (i, &s)| if 2 * s > total { acc | (1 << i) } else { acc },
     )
 }
 
@@ -160,10 +239,31 @@ pub fn distance(a: u64, b: u64) -> u32 {
 
 /// True for English function words, which say nothing about which story a text tells.
 pub fn is_stop_word(word: &str) -> bool {
-    word.len() <= 1 || STOP_WORDS.contains(word)
+    is_stop_hash(word_hash(word))
 }
 
-static STOP_WORDS: LazyLock<std::collections::HashSet<&'static str>> = LazyLock::new(|| {
+/// [`is_stop_word`] by the word's [`word_hash`].
+fn is_stop_hash(hash: u64) -> bool {
+    STOP_HASHES.binary_search(&hash).is_ok()
+}
+
+/// The stop words' hashes, sorted: the list below and every one-character word (letters and
+/// digits of the ASCII range; other single characters are rare enough to carry meaning).
+static STOP_HASHES: LazyLock<Vec<u64>> = LazyLock::new(|| {
+    let singles = (b'a'..=b'z')
+        .chain(b'0'..=b'9')
+        .map(|c| word_hash(std::str::from_utf8(&[c]).unwrap_or_default()));
+    let mut v: Vec<u64> = STOP_WORDS
+        .iter()
+        .map(|w| word_hash(w))
+        .chain(singles)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+});
+
+static STOP_WORDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     "a about above after again against all am an and any are as at be because been before being below \
      between both but by can could did do does doing down during each few for from further had has have \
      having he her here hers herself him himself his how i if in into is it its itself just me more most \
@@ -187,7 +287,7 @@ mod tests {
         let f =
             fingerprint("Russia and the United States agreed on a ceasefire in south-west Syria.");
         assert_eq!(f.words, 13);
-        assert_eq!(f.content, 0x96f0_b677_e92b_39d0);
+        assert_eq!(f.content, 0xa13d_2851_18cb_c9f0);
         assert_eq!(f.simhash, 0x6b9c_2ab4_234a_101d);
     }
 
@@ -212,6 +312,33 @@ mod tests {
         let b = fingerprint("the ceasefire was agreed for southern syria on monday");
         assert_eq!(a.simhash, b.simhash);
         assert_ne!(a.content, b.content);
+    }
+
+    #[test]
+    fn every_simhash_path_agrees() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for n in [0, 1, 7, 300] {
+            let features: Vec<(u64, i32)> = (0..n)
+                .map(|_| (rng.u64(..), tf_weight(rng.u32(1..80))))
+                .collect();
+            let portable = simhash_of(&features);
+            assert_eq!(weighted_simhash(features.iter().copied()), portable);
+            // The obvious definition.
+            let naive = (0..64).fold(0u64, |acc, i| {
+                let sum: i64 = features
+                    .iter()
+                    .map(|&(h, w)| {
+                        if (h >> i) & 1 == 1 {
+                            i64::from(w)
+                        } else {
+                            -i64::from(w)
+                        }
+                    })
+                    .sum();
+                if sum > 0 { acc | (1 << i) } else { acc }
+            });
+            assert_eq!(portable, naive, "{n} features");
+        }
     }
 
     #[test]

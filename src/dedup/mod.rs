@@ -112,8 +112,14 @@ pub trait Index {
     /// The stored article whose simhash is nearest to `simhash`, if within `max_distance`;
     /// ties go to the oldest.
     fn nearest(&self, simhash: u64, max_distance: u32) -> Result<Option<(u64, u32)>, Self::Error>;
-    /// The stored articles sharing the most of `marks`, at most `limit`, most shared first.
-    fn overlaps(&self, marks: &[u64], limit: usize) -> Result<Vec<Overlap>, Self::Error>;
+    /// The stored articles indexed under any of `anchors`, at most `limit` (those hit by the most
+    /// anchors), each with the number of `marks` it shares; most shared first.
+    fn overlaps(
+        &self,
+        anchors: &[u64],
+        marks: &[u64],
+        limit: usize,
+    ) -> Result<Vec<Overlap>, Self::Error>;
 }
 
 /// Dedup settings.
@@ -178,7 +184,7 @@ pub fn judge<I: Index>(
     if fp.marks.len() as u32 >= MIN_SHARED_MARKS {
         let own = fp.marks.len() as u32;
         let best = index
-            .overlaps(&fp.marks, OVERLAP_CANDIDATES)?
+            .overlaps(&fp.anchors, &fp.marks, OVERLAP_CANDIDATES)?
             .into_iter()
             .filter(|o| {
                 o.shared >= MIN_SHARED_MARKS

@@ -24,8 +24,8 @@
 //! Measured on sled 0.34 (see README): a point read is 0.2 µs when the key is absent and about
 //! 1 µs when present, but every key written costs 4 to 8 µs. So indexes are laid out to be read
 //! by point lookups and to cost few writes per article: the near-duplicate tables are posting
-//! lists per block value, and containment indexes a handful of anchors per article rather than
-//! every mark.
+//! lists per block value, and containment indexes a consistent sample of anchors per article
+//! rather than every mark.
 
 pub mod keys;
 pub mod records;
@@ -502,11 +502,16 @@ impl dedup::Index for Store {
         Ok(best)
     }
 
-    fn overlaps(&self, marks: &[u64], limit: usize) -> Result<Vec<Overlap>, StoreError> {
-        // Articles whose anchors are among the candidate's marks...
+    fn overlaps(
+        &self,
+        anchors: &[u64],
+        marks: &[u64],
+        limit: usize,
+    ) -> Result<Vec<Overlap>, StoreError> {
+        // Articles sharing an anchor with the candidate...
         let mut hits: HashMap<u64, u32> = HashMap::new();
-        for &m in marks {
-            if let Some(list) = self.main.get(keys::anchor(m))? {
+        for &a in anchors {
+            if let Some(list) = self.main.get(keys::anchor(a))? {
                 for seq in list.chunks_exact(8).filter_map(keys::read_u64) {
                     *hits.entry(seq).or_insert(0) += 1;
                 }
