@@ -14,6 +14,7 @@
 //! | [`dedup`]     | fingerprints, the near-duplicate block tables, the `Verdict`          |
 //! | [`sieve`]     | the one writer: judges each candidate and stores it or its verdict    |
 //! | [`store`]     | sled: articles, seq logs, indexes, duplicates, feed states            |
+//! | [`explain`]   | why an item was kept or suppressed: its nearest stored articles       |
 //! | [`api`]       | the HTTP API over the store                                           |
 //! | [`cli`]       | the commands; reading commands go through the API when the daemon runs |
 //!
@@ -26,6 +27,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dedup;
+pub mod explain;
 pub mod fetch;
 pub mod parse;
 pub mod poll;

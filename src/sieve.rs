@@ -232,7 +232,7 @@ impl Sieve {
                 Inserted::Taken(m) => m,
             },
         };
-        let seq = self.writer.insert_duplicate(c, &found, fetched)?;
+        let seq = self.writer.insert_duplicate(c, fp, &found, fetched)?;
         debug!(
             feed = %c.feed,
             title = %c.title,

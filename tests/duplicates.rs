@@ -154,6 +154,24 @@ fn each_kind_of_repeat_is_dropped_with_its_reason_and_the_original() {
         assert_eq!(d["seq"], i as u64 + 1);
     }
 
+    // Provenance: each original lists where its story was seen again.
+    let stored = env.records(&["articles"]);
+    let also =
+        |title: &str| stored.iter().find(|a| a["title"] == title).unwrap()["also_seen"].clone();
+    let glacier_copies = also("Glacier drones");
+    assert_eq!(
+        glacier_copies.as_array().unwrap().len(),
+        1,
+        "{glacier_copies}"
+    );
+    assert_eq!(glacier_copies[0]["reason"], "near");
+    assert_eq!(glacier_copies[0]["feed"], b);
+    assert_eq!(glacier_copies[0]["url"], "https://b.example/ice");
+    assert!(glacier_copies[0].get("duplicate_of").is_none());
+    assert_eq!(also("Night trains")[0]["reason"], "url");
+    assert_eq!(also("Floating solar")[0]["reason"], "guid");
+    assert_eq!(also("Library of things")[0]["reason"], "content");
+
     // A third poll sees the same entries again: re-listings are skipped without a record.
     server.set(
         "/a.rss",
@@ -271,4 +289,54 @@ fn a_mash_up_that_splices_two_stored_stories_is_contained() {
         "{}",
         dups[0]
     );
+
+    // explain, by the copy's URL: suppressed as contained in the rail story, and the solar story,
+    // whose second paragraph was spliced in, shows up as well.
+    let explained = env.records(&["explain", "https://scraper.example/1"]);
+    let e = &explained[0];
+    assert_eq!(e["item"]["kind"], "duplicate");
+    assert_eq!(
+        (
+            e["verdict"]["kept"].as_bool(),
+            e["verdict"]["reason"].as_str()
+        ),
+        (Some(false), Some("contained"))
+    );
+    let titles: Vec<&str> = e["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(&titles[..2], ["Night trains", "Floating solar"]);
+    assert!(e["candidates"][0]["containment"].as_f64().unwrap() >= 0.9);
+    assert!(
+        e["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["stored_before"] == true)
+    );
+
+    // explain, by an article's id: kept, with the other stored story as a distant candidate.
+    let rail = articles
+        .iter()
+        .find(|a| a["title"] == "Night trains")
+        .unwrap();
+    let explained = env.records(&["explain", rail["id"].as_str().unwrap()]);
+    assert_eq!(explained[0]["verdict"]["kept"], true);
+    assert_eq!(explained[0]["item"]["seq"], rail["seq"]);
+
+    // Unknown targets are an error, not an empty answer.
+    assert!(
+        !env.run(&["explain", "https://nowhere.example/x"])
+            .status
+            .success()
+    );
+
+    // The same answer through the daemon's API while it holds the database.
+    let daemon = env.start_daemon();
+    let via_api = env.records(&["explain", "https://scraper.example/1"]);
+    assert_eq!(via_api[0]["verdict"]["reason"], "contained");
+    assert_eq!(daemon.stop().code(), Some(0));
 }

@@ -7,6 +7,7 @@
 //! | `GET /v1/articles/{id}`        | one article record                                  |
 //! | `GET /v1/duplicates?after&limit` | `{"duplicates": [...], "next": SEQ}`              |
 //! | `GET /v1/feeds`                | `{"feeds": [...]}`                                  |
+//! | `GET /v1/explain?target=ID_OR_URL` | why an item was kept or suppressed (see [`crate::explain`]) |
 //! | `GET /healthz`                 | `{"status": "ok"}`                                  |
 //!
 //! Records are served exactly as stored (the same bytes `feedsieve articles` prints). Paging is by
@@ -62,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/articles/{id}", get(article))
         .route("/v1/duplicates", get(duplicates))
         .route("/v1/feeds", get(feeds))
+        .route("/v1/explain", get(explain))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -174,8 +176,8 @@ fn paging(q: &HashMap<String, String>) -> Result<(u64, usize), ApiError> {
     Ok((after, limit))
 }
 
-/// Reads a page of a seq-ordered log from the store.
-type PageReader = fn(&Store, u64, usize) -> Result<Vec<(u64, sled::IVec)>, StoreError>;
+/// Reads a page of a seq-ordered log from the store: (seq, record) pairs.
+type PageReader = fn(&Store, u64, usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
 /// Serves a page of stored records as `{"<name>": [...], "next": SEQ}`.
 async fn page(
@@ -213,14 +215,20 @@ async fn articles(
     State(state): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    page(state, q, "articles", Store::articles_after).await
+    page(state, q, "articles", Store::article_records_after).await
 }
 
 async fn duplicates(
     State(state): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    page(state, q, "duplicates", Store::duplicates_after).await
+    page(state, q, "duplicates", |s, after, limit| {
+        Ok(s.duplicates_after(after, limit)?
+            .into_iter()
+            .map(|(seq, v)| (seq, v.to_vec()))
+            .collect())
+    })
+    .await
 }
 
 async fn article(
@@ -232,6 +240,24 @@ async fn article(
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("no article with id {id:?}"),
+        }),
+    }
+}
+
+async fn explain(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let Some(target) = q.get("target").filter(|t| !t.trim().is_empty()) else {
+        return Err(ApiError::bad_request(
+            "target must name an item id or a URL",
+        ));
+    };
+    match crate::explain::explain(&state.store, target)? {
+        Some(e) => Ok(json(serde_json::to_string(&e).unwrap_or_default())),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no stored article or duplicate matches {target:?}"),
         }),
     }
 }

@@ -61,6 +61,12 @@ enum Command {
         #[arg(value_name = "FILE_OR_URL")]
         target: String,
     },
+    /// Why an item was kept or suppressed: its verdict and nearest stored articles, as JSON.
+    Explain {
+        /// An item id (of an article or of a suppressed copy) or a URL.
+        #[arg(value_name = "URL_OR_ID")]
+        target: String,
+    },
     /// Validate the config and exit: 0 when valid, 2 otherwise.
     Check,
 }
@@ -206,6 +212,10 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 p.after,
                 p.limit,
             ))?)
+        }
+        Command::Explain { target } => {
+            let config = load_config(cli.config.as_ref())?;
+            Ok(runtime()?.block_on(read::explain(&config, &target))?)
         }
         Command::Feeds => {
             let config = load_config(cli.config.as_ref())?;

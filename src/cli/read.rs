@@ -142,9 +142,13 @@ pub async fn records(
         let (count, next) = match &source {
             Source::Empty => break,
             Source::Local(store) => {
-                let rows = match log {
-                    Log::Articles => store.articles_after(after, want as usize)?,
-                    Log::Duplicates => store.duplicates_after(after, want as usize)?,
+                let rows: Vec<(u64, Vec<u8>)> = match log {
+                    Log::Articles => store.article_records_after(after, want as usize)?,
+                    Log::Duplicates => store
+                        .duplicates_after(after, want as usize)?
+                        .into_iter()
+                        .map(|(s, v)| (s, v.to_vec()))
+                        .collect(),
                 };
                 for (_, v) in &rows {
                     out.write_all(v)?;
@@ -170,6 +174,27 @@ pub async fn records(
         after = next;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Prints why the item named by `target` (an item id or a URL) was kept or suppressed.
+pub async fn explain(config: &Config, target: &str) -> anyhow::Result<()> {
+    let body = match source(config)? {
+        Source::Empty => bail!("nothing is stored yet in {}", config.data_dir.display()),
+        Source::Local(store) => match crate::explain::explain(&store, target)? {
+            Some(e) => serde_json::to_string(&e)?,
+            None => bail!("no stored article or duplicate matches {target:?}"),
+        },
+        Source::Daemon(client) => {
+            let query: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+            let e: Box<RawValue> = client.get(&format!("/v1/explain?target={query}")).await?;
+            e.get().to_string()
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(body.as_bytes())?;
+    out.write_all(b"\n")?;
     Ok(())
 }
 

@@ -6,13 +6,14 @@
 //! | key                                   | value                                            |
 //! |---------------------------------------|--------------------------------------------------|
 //! | `a` seq (u64)                         | article record ([`super::records::encode_article`]) |
-//! | `d` duplicate seq (u64)               | the duplicate's NDJSON record                    |
+//! | `d` duplicate seq (u64)               | duplicate record (same encoding as articles)     |
 //! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item |
 //! | `g` guid (globally unique ones)       | article seq                                      |
 //! | `u` canonical url                     | article seq                                      |
 //! | `c` content hash (u64)                | article seq                                      |
 //! | `s` table (u8) block (u64)            | postings: (simhash u64, seq u64)*                |
 //! | `w` anchor mark (u64)                 | postings: seq u64*                               |
+//! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |
 //! | `m` name                              | counters and layout facts                        |
 //!
 //! Feed states live in their own tree, `feeds`, keyed by feed URL: they are written after the
@@ -91,4 +92,17 @@ pub fn became_article(seq: u64) -> [u8; 9] {
 /// Value of an `i` entry: the item was recorded as duplicate `seq`.
 pub fn became_duplicate(seq: u64) -> [u8; 9] {
     logged(b'd', seq)
+}
+
+/// Key saying duplicate `dup` repeats article `article` (the article's `also_seen`).
+pub fn also(article: u64, dup: u64) -> [u8; 17] {
+    let mut k = [b'x'; 17];
+    k[1..9].copy_from_slice(&article.to_be_bytes());
+    k[9..].copy_from_slice(&dup.to_be_bytes());
+    k
+}
+
+/// Prefix of every [`also`] key of one article.
+pub fn also_prefix(article: u64) -> [u8; 9] {
+    logged(b'x', article)
 }

@@ -273,17 +273,96 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Up to `limit` article records with seq greater than `after`: (seq, NDJSON record).
+    /// Up to `limit` article records with seq greater than `after`, as stored (without
+    /// `also_seen`; see [`Store::article_records_after`]): (seq, NDJSON record).
     pub fn articles_after(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        self.log_after(keys::ARTICLE, after, limit, |seq, v| {
-            let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "article record"))?;
-            let offset = json.as_ptr() as usize - v.as_ptr() as usize;
-            Ok(v.subslice(offset, json.len()))
-        })
+        self.log_after(keys::ARTICLE, after, limit, json_part)
+    }
+
+    /// Up to `limit` article records with seq greater than `after`, as consumers see them: the
+    /// stored NDJSON record with its `also_seen` added.
+    pub fn article_records_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.articles_after(after, limit)?
+            .into_iter()
+            .map(|(seq, json)| Ok((seq, self.with_also_seen(seq, &json)?)))
+            .collect()
+    }
+
+    /// An article record with its `also_seen` appended.
+    fn with_also_seen(&self, seq: u64, json: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut seen = Vec::new();
+        for key in self.main.scan_prefix(keys::also_prefix(seq)).keys() {
+            let key = key?;
+            let Some(dup) = keys::read_u64(&key[9..]) else {
+                continue;
+            };
+            if let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, dup))? {
+                let record = json_part(dup, v)?;
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
+                if let Some(o) = value.as_object_mut() {
+                    o.remove("duplicate_of");
+                }
+                seen.push(value);
+            }
+        }
+        let mut out = Vec::with_capacity(json.len() + 16 + seen.len() * 200);
+        out.extend_from_slice(json.strip_suffix(b"}").unwrap_or(json));
+        out.extend_from_slice(b",\"also_seen\":");
+        out.extend_from_slice(&to_json(&seen));
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// The duplicate record `seq` (NDJSON bytes) and the fingerprint the copy had.
+    pub fn duplicate(&self, seq: u64) -> Result<Option<(Duplicate, ArticleKeys)>, StoreError> {
+        let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, seq))? else {
+            return Ok(None);
+        };
+        let json = json_part(seq, v.clone())?;
+        let record: Duplicate =
+            serde_json::from_slice(&json).map_err(|e| corrupt(seq, &e.to_string()))?;
+        let keys = records::article_keys(&v).ok_or_else(|| corrupt(seq, "duplicate keys"))?;
+        Ok(Some((record, keys)))
+    }
+
+    /// What became of the item with this id: `Ok(Some((true, seq)))` for an article,
+    /// `Ok(Some((false, seq)))` for a duplicate.
+    pub fn item(&self, id: &str) -> Result<Option<(bool, u64)>, StoreError> {
+        Ok(self
+            .main
+            .get(keys::item(id))?
+            .and_then(|v| Some((v.first() == Some(&keys::ARTICLE), keys::read_u64(&v[1..])?))))
+    }
+
+    /// Every stored article sharing a near-duplicate block with `simhash`, with its distance.
+    pub fn near_candidates(&self, simhash: u64) -> Result<Vec<(u64, u32)>, StoreError> {
+        let mut out: Vec<(u64, u32)> = Vec::new();
+        for t in 0..self.tables.count() {
+            if let Some(list) = self
+                .main
+                .get(keys::near(t, self.tables.block_of(t, simhash)))?
+            {
+                for p in list.chunks_exact(16) {
+                    if let (Some(fp), Some(seq)) =
+                        (keys::read_u64(&p[..8]), keys::read_u64(&p[8..]))
+                    {
+                        out.push((seq, distance(fp, simhash)));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// Up to `limit` duplicate records with seq greater than `after`: (seq, NDJSON record).
@@ -292,7 +371,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        self.log_after(keys::DUPLICATE, after, limit, |_, v| Ok(v))
+        self.log_after(keys::DUPLICATE, after, limit, |seq, v| json_part(seq, v))
     }
 
     fn log_after(
@@ -316,20 +395,15 @@ impl Store {
             .collect()
     }
 
-    /// The article record stored under `id`, if any (NDJSON bytes).
+    /// The article record stored under `id`, as consumers see it (with `also_seen`).
     pub fn article_by_id(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(v) = self.main.get(keys::item(id))? else {
+        let Some((true, seq)) = self.item(id)? else {
             return Ok(None);
         };
-        if v.first() != Some(&keys::ARTICLE) {
-            return Ok(None);
+        match self.article_value(seq)? {
+            Some(v) => Ok(Some(self.with_also_seen(seq, &json_part(seq, v)?)?)),
+            None => Ok(None),
         }
-        let Some(seq) = keys::read_u64(&v[1..]) else {
-            return Ok(None);
-        };
-        Ok(self
-            .article_value(seq)?
-            .and_then(|v| records::article_json(&v).map(<[u8]>::to_vec)))
     }
 
     fn article_value(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
@@ -440,6 +514,13 @@ impl Store {
     fn index_seq(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
         Ok(self.main.get(key)?.and_then(|v| keys::read_u64(&v)))
     }
+}
+
+/// The NDJSON record inside a stored article or duplicate value.
+fn json_part(seq: u64, v: sled::IVec) -> Result<sled::IVec, StoreError> {
+    let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "record"))?;
+    let offset = json.as_ptr() as usize - v.as_ptr() as usize;
+    Ok(v.subslice(offset, json.len()))
 }
 
 fn corrupt(seq: u64, what: &str) -> StoreError {
@@ -646,13 +727,16 @@ impl Writer {
     pub fn insert_duplicate(
         &mut self,
         c: &Candidate,
+        fp: &Fingerprint,
         m: &Match,
         fetched: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let of = self.store.article(m.seq)?.map(|a| a.id).unwrap_or_default();
         let seq = self.next_duplicate;
+        let id = article_id(&c.feed, &c.guid);
         let json = to_json(&Duplicate {
             seq,
+            id: id.clone(),
             feed: c.feed.clone(),
             url: c.url.clone(),
             title: c.title.clone(),
@@ -662,12 +746,23 @@ impl Writer {
             containment: m.containment,
             fetched,
         });
+        // The copy's fingerprint rides along, so `explain` can say later how close it came.
+        let kept = ArticleKeys {
+            guid: c.guid.clone(),
+            simhash: fp.simhash,
+            content: fp.content,
+            words: fp.words,
+            stored_ms: fetched.timestamp_millis(),
+            marks: fp.marks.clone(),
+            anchors: fp.anchors.clone(),
+        };
         let mut batch = sled::Batch::default();
-        batch.insert(&keys::logged(keys::DUPLICATE, seq)[..], json);
         batch.insert(
-            keys::item(&article_id(&c.feed, &c.guid)),
-            &keys::became_duplicate(seq)[..],
+            &keys::logged(keys::DUPLICATE, seq)[..],
+            records::encode_article(&json, &kept),
         );
+        batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
+        batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         batch.insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
         self.store.main.apply_batch(batch)?;
         self.next_duplicate += 1;
@@ -736,10 +831,12 @@ mod tests {
         assert_eq!(store.last_article_seq().unwrap(), 300);
         let a: Article = serde_json::from_slice(&page[0].1).unwrap();
         assert_eq!(a.seq, 256);
+        let records = store.article_records_after(255, 1).unwrap();
         assert_eq!(
-            store.article_by_id(&a.id).unwrap().as_deref(),
-            Some(&page[0].1[..])
+            store.article_by_id(&a.id).unwrap(),
+            Some(records[0].1.clone())
         );
+        assert!(records[0].1.ends_with(b",\"also_seen\":[]}"));
         // The writer of the reopened store continues the sequence.
         let mut w = store.writer().unwrap();
         let c = candidate("http://f/", "after-reopen", None, &story(999));

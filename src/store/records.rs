@@ -12,7 +12,10 @@ use crate::dedup::Reason;
 /// One JSON object per line (NDJSON), fields in this order: `seq` (u64, strictly increasing,
 /// never reused), `id` (stable string), `feed` (URL of the feed it came from), `url` (canonical
 /// link or null), `title`, `published` (RFC 3339 or null), `fetched` (RFC 3339), `text` (plain
-/// text, paragraphs separated by a blank line).
+/// text, paragraphs separated by a blank line), then `also_seen`: every place the story was seen
+/// again, as the duplicate records that point here (without their `duplicate_of`), oldest first.
+/// `also_seen` is added when the record is read, so it grows as copies arrive; the fields before
+/// it never change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     /// Position in the article log.
@@ -36,7 +39,8 @@ pub struct Article {
 /// A suppressed item, as printed by `feedsieve duplicates` and served by `/v1/duplicates`.
 ///
 /// # Format
-/// NDJSON: `seq` (its own sequence, strictly increasing), `feed`, `url`, `title`,
+/// NDJSON: `seq` (its own sequence, strictly increasing), `id` (the copy's own item id, for
+/// `explain`), `feed`, `url`, `title`,
 /// `duplicate_of` (the `id` of the stored article it repeats), `reason` (`guid`, `url`, `content`,
 /// `near` or `contained`), `distance` (Hamming bits, only for `near`), `containment` (0..1, only
 /// for `contained`), `fetched` (RFC 3339).
@@ -44,6 +48,9 @@ pub struct Article {
 pub struct Duplicate {
     /// Position in the duplicate log.
     pub seq: u64,
+    /// The copy's own item id (a hash of its feed and guid).
+    #[serde(default)]
+    pub id: String,
     /// URL of the feed that delivered the copy.
     pub feed: String,
     /// The copy's canonical link.
