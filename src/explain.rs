@@ -129,10 +129,10 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
     if let Some(seq) = store.by_content(keys.content)? {
         seqs.insert(seq, ());
     }
-    if let Some(of) = &decision.duplicate_of {
-        if let Some((true, seq)) = store.item(of)? {
-            seqs.insert(seq, ());
-        }
+    if let Some(of) = &decision.duplicate_of
+        && let Some((true, seq)) = store.item(of)?
+    {
+        seqs.insert(seq, ());
     }
     let own = keys.marks.len() as u32;
     let mut candidates = Vec::new();

@@ -34,7 +34,8 @@ fn rss_atom_and_json_feed_articles_are_stored_with_every_field() {
                 "title",
                 "published",
                 "fetched",
-                "text"
+                "text",
+                "also_seen"
             ]
         );
         assert_eq!(a["seq"], i as u64 + 1);

@@ -371,7 +371,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        self.log_after(keys::DUPLICATE, after, limit, |seq, v| json_part(seq, v))
+        self.log_after(keys::DUPLICATE, after, limit, json_part)
     }
 
     fn log_after(
