@@ -150,7 +150,7 @@ fn main() {
 
     let start = Instant::now();
     for fp in &fps {
-        store.overlaps(&fp.anchors, &fp.marks, 4).expect("overlaps");
+        store.overlaps(&fp.anchors, fp, 4).expect("overlaps");
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -160,7 +160,7 @@ fn main() {
 
     let settings = Settings {
         max_distance: 3,
-        containment: 0.6,
+        containment: 0.7,
     };
     let start = Instant::now();
     for (i, (t, fp)) in texts.iter().zip(&fps).enumerate() {

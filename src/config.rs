@@ -308,7 +308,7 @@ impl Default for RawDedup {
         RawDedup {
             max_distance: toml::Spanned::new(0..0, 3),
             window: Dur(Duration::from_secs(30 * 86_400)),
-            containment: toml::Spanned::new(0..0, 0.6),
+            containment: toml::Spanned::new(0..0, 0.7),
         }
     }
 }

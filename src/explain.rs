@@ -10,14 +10,15 @@
 //! One JSON object: `item` (`kind` `article` or `duplicate`, `seq`, `id`, `feed`, `url`,
 //! `title`), `verdict` (`kept` true, or `reason`, `duplicate_of`, `distance`, `containment`),
 //! `words`, `simhash` (16 hex digits), `candidates` (at most five: `seq`, `id`, `feed`, `url`,
-//! `title`, `distance`, `containment`, `shared_marks`, `stored_before` (true when it was stored
+//! `title`, `distance`, `containment`, `shared_marks` (8-word passages), `shared_short_marks`
+//! (3-word phrases), `stored_before` (true when it was stored
 //! before the item), most text in common first).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::dedup::containment::{Overlap, shared};
+use crate::dedup::containment::Overlap;
 use crate::dedup::fingerprint::distance;
 use crate::dedup::{Index, Reason};
 use crate::parse::normalize::canonical_link;
@@ -94,8 +95,10 @@ pub struct Candidate {
     pub distance: u32,
     /// How much of the smaller text is in the larger (0..1).
     pub containment: f64,
-    /// Containment marks the two share.
+    /// Long (8-word) containment marks the two share.
     pub shared_marks: u32,
+    /// Short (3-word) containment marks the two share.
+    pub shared_short_marks: u32,
     /// Stored before the item was judged.
     pub stored_before: bool,
 }
@@ -111,10 +114,16 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
     }
     // Dedup probes only the item's anchors; explain, which is rare, probes its marks as well, so
     // that a short story spliced into the item shows up too.
-    let mut probes: Vec<u64> = keys.anchors.iter().chain(&keys.marks).copied().collect();
+    let mut probes: Vec<u64> = keys
+        .anchors
+        .iter()
+        .chain(&keys.short_marks)
+        .copied()
+        .collect();
     probes.sort_unstable();
     probes.dedup();
-    for o in store.overlaps(&probes, &keys.marks, 2 * SHOWN)? {
+    let fp = keys.fingerprint();
+    for o in store.overlaps(&probes, &fp, 2 * SHOWN)? {
         seqs.insert(o.seq, ());
     }
     if let Some(seq) = item
@@ -134,7 +143,7 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
     {
         seqs.insert(seq, ());
     }
-    let own = keys.marks.len() as u32;
+    let own = keys.long_marks.len() as u32;
     let mut candidates = Vec::new();
     for &seq in seqs.keys() {
         if item.kind == "article" && seq == item.seq {
@@ -143,11 +152,7 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
         let (Some(article), Some(ck)) = (store.article(seq)?, store.article_keys(seq)?) else {
             continue;
         };
-        let overlap = Overlap {
-            seq,
-            shared: shared(&keys.marks, &ck.marks),
-            stored: ck.marks.len() as u32,
-        };
+        let overlap = Overlap::between(seq, &fp, ck.simhash, &ck.short_marks, &ck.long_marks);
         candidates.push(Candidate {
             seq,
             id: article.id,
@@ -156,7 +161,8 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
             title: article.title,
             distance: distance(keys.simhash, ck.simhash),
             containment: (overlap.containment(own) * 1000.0).round() / 1000.0,
-            shared_marks: overlap.shared,
+            shared_marks: overlap.long_shared(),
+            shared_short_marks: overlap.short_shared,
             stored_before: if item.kind == "article" {
                 seq < item.seq
             } else {

@@ -1,67 +1,103 @@
-//! Containment: how much of one text appears word for word in another, for splices, mash-ups and
-//! lede-only copies that move a simhash too far.
+//! Containment: how much of one text appears word for word in another, for splices, mash-ups,
+//! copies cut to the lede and spun copies, which move a simhash too far.
 //!
-//! A body is cut into *shingles*, the hashes of its overlapping word 5-grams, and sketched twice:
+//! A body is cut into *shingles*, hashes of overlapping word n-grams, at two lengths, and
+//! sketched three ways:
 //!
-//! - **Marks**, for counting: the shingles kept by winnowing (Schleimer, Wilkerson and Aiken,
-//!   "Winnowing: local algorithms for document fingerprinting", SIGMOD 2003). Of every window of
-//!   [`WINDOW`] consecutive shingles the smallest is kept, about 2/(WINDOW+1) of them, and any run
-//!   of at least `WINDOW + SHINGLE - 1` shared words yields a shared mark, wherever it sits. For a
-//!   candidate A and a stored article B sharing `s` marks, `s/|A|` is how much of the candidate is
-//!   old text and `s/|B|` how much of the stored article is repeated ([`Overlap`]).
-//! - **Anchors**, for finding B at all: the shingles whose hash is 0 modulo [`ANCHOR_MOD`], plus
-//!   the [`LEDE_ANCHORS`] smallest shingles of the first [`LEDE_WORDS`] words. Only anchors are
-//!   indexed. The modulo sample is *consistent*: a shingle that is an anchor in one text is an
-//!   anchor in every text that contains it, so a lookup probes only the candidate's own anchors
-//!   (about 14 for a 400-word text) and still finds B in both directions: B inside A (a mash-up
-//!   carrying a stored story) and A inside B (a copy cut short). A copy of 30% of a 400-word
-//!   story carries about four anchors and is missed 2% of the time; a copy cut to the lede is
-//!   always found through the lede anchors, which a text and its lede share.
+//! - **Long marks** ([`LONG`]-word shingles, winnowed): reuse of whole passages. Winnowing
+//!   (Schleimer, Wilkerson and Aiken, SIGMOD 2003) keeps the smallest of every [`WINDOW`]
+//!   consecutive shingles, about 2/(WINDOW+1) of them, and guarantees a shared mark for any shared
+//!   run of at least `WINDOW + n - 1` words, wherever it sits.
+//! - **Short marks** ([`SHORT`]-word shingles, winnowed): overlap that survives scattered edits.
+//!   Replacing one word in ten leaves 73% of 3-word shingles intact but only 43% of 8-word ones.
+//! - **Anchors**: the short shingles whose hash is 0 modulo [`ANCHOR_MOD`], plus the
+//!   [`LEDE_ANCHORS`] smallest short shingles of the first [`LEDE_WORDS`] words. Only anchors are
+//!   indexed. The modulo sample is consistent: a shingle that is an anchor in one text is an
+//!   anchor in every text containing it, so a lookup probes only the candidate's own anchors
+//!   (about 14 for a 400-word text) and finds its source in every direction; a copy cut to the
+//!   lede always shares the lede anchors.
 //!
-//! Marks of the candidates found are then counted exactly against the stored article's marks.
+//! [`decide`] then judges the stored articles found, on their marks. A candidate of at least
+//! [`super::MIN_CONTAINED_WORDS`] words is a `contained` duplicate when one of these holds
+//! (thresholds from the evaluation on the news corpus, `examples/dedup-eval.rs`):
+//!
+//! 1. **Passages reused** (splices, ledes, syndicated copies): the larger long-mark share reaches
+//!    `dedup.containment`, and at least [`MIN_OWN_SHARE`] of the candidate is old text.
+//! 2. **Words edited throughout** (spun copies): at least [`SPREAD_SHARE`] of the short marks are
+//!    shared in *both* directions (same text, same length), the simhashes are within
+//!    [`SPREAD_DISTANCE`], and either the long-mark share is at most [`SPREAD_RATIO`] of the
+//!    short one (the signature of scattered edits) or the short share reaches [`SAME_TEXT_SHARE`].
+//!    A follow-up story that reuses background paragraphs shares long runs as much as short ones,
+//!    and its simhash is further away.
+//! 3. **Composed of stored stories** (two-story mash-ups): two stored articles together cover at
+//!    least [`COMPOSED_COVER`] of the candidate's long marks, each at least [`COMPOSED_PART`].
+//!    Mash-ups in the evaluation are covered at 0.96 and more; distinct follow-up stories at most
+//!    0.66.
 
-/// Words per shingle.
-pub const SHINGLE: usize = 5;
+use super::fingerprint::Fingerprint;
+
+/// Words per short shingle.
+pub const SHORT: usize = 3;
+/// Words per long shingle.
+pub const LONG: usize = 8;
 /// Shingles per winnowing window.
 pub const WINDOW: usize = 6;
-/// A shingle is an anchor when its hash is 0 modulo this.
+/// A short shingle is an anchor when its hash is 0 modulo this.
 pub const ANCHOR_MOD: u64 = 32;
-/// Smallest shingles of the lede that are anchors too.
+/// Smallest short shingles of the lede that are anchors too.
 pub const LEDE_ANCHORS: usize = 2;
 /// Words that make up the lede.
 pub const LEDE_WORDS: usize = 60;
-#[cfg(test)]
-const GOLDEN_FIRST_SHINGLE: u64 = 0x235c_98c0_4052_d62f;
-
-/// Seed of the shingle hash. Changing it changes every stored mark and anchor.
+/// Rule 1: at least this share of the candidate's long marks must be old text.
+pub const MIN_OWN_SHARE: f64 = 0.4;
+/// Rule 1: at least this many long marks in common.
+pub const MIN_SHARED_MARKS: u32 = 4;
+/// Rule 2: short-mark share needed in both directions.
+pub const SPREAD_SHARE: f64 = 0.55;
+/// Rule 2: the long-mark share may be at most this fraction of the short-mark share...
+pub const SPREAD_RATIO: f64 = 0.8;
+/// Rule 2: ...unless the short-mark share reaches this.
+pub const SAME_TEXT_SHARE: f64 = 0.7;
+/// Rule 2: simhash distance allowed.
+pub const SPREAD_DISTANCE: u32 = 14;
+/// Rule 3: long marks the best two sources must cover together.
+pub const COMPOSED_COVER: f64 = 0.85;
+/// Rule 3: long marks each of the two must cover.
+pub const COMPOSED_PART: f64 = 0.2;
+/// Seed of the shingle hashes. Changing it changes every stored mark and anchor.
 const SHINGLE_SEED: u64 = 0x7368_696e_676c_6573; // "shingles"
+/// Multiplier of the rolling shingle hash (odd, so multiplication is invertible mod 2^64).
+const ROLL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[cfg(test)]
+const GOLDEN_FIRST_SHINGLE: u64 = 0x5ccd_004e_7a5a_6f54;
 
 /// The containment sketch of a text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sketch {
-    /// Winnowed shingles, sorted, without repeats.
-    pub marks: Vec<u64>,
-    /// Shingles the text is indexed and looked up under, sorted, without repeats.
+    /// Winnowed short shingles, sorted, without repeats.
+    pub short: Vec<u64>,
+    /// Winnowed long shingles, sorted, without repeats.
+    pub long: Vec<u64>,
+    /// Short shingles the text is indexed and looked up under, sorted, without repeats.
     pub anchors: Vec<u64>,
 }
 
-/// Multiplier of the rolling shingle hash (odd, so multiplication is invertible mod 2^64).
-const ROLL: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// The hashes of every shingle: a polynomial over the words' stable hashes, rolled along the
-/// text (one multiply per word), then mixed by the 64-bit finalizer of MurmurHash3 so that the
-/// values are uniform for winnowing and for the modulo sample.
-fn shingle_hashes(words: &[u64]) -> Vec<u64> {
-    let top = (0..SHINGLE - 1).fold(1u64, |p, _| p.wrapping_mul(ROLL)); // ROLL^(SHINGLE-1)
-    let mut out = Vec::with_capacity(words.len().saturating_sub(SHINGLE - 1));
+/// The hashes of every `n`-word shingle: a polynomial over the words' stable hashes, rolled
+/// along the text (one multiply per word), then mixed by MurmurHash3's 64-bit finalizer so that
+/// the values are uniform for winnowing and for the modulo sample.
+fn shingle_hashes(words: &[u64], n: usize) -> Vec<u64> {
+    let top = (0..n - 1).fold(1u64, |p, _| p.wrapping_mul(ROLL)); // ROLL^(n-1)
+    let seed = SHINGLE_SEED ^ n as u64;
+    let mut out = Vec::with_capacity(words.len().saturating_sub(n - 1));
     let mut acc = 0u64;
     for (i, &w) in words.iter().enumerate() {
-        if i >= SHINGLE {
-            acc = acc.wrapping_sub(words[i - SHINGLE].wrapping_mul(top));
+        if i >= n {
+            acc = acc.wrapping_sub(words[i - n].wrapping_mul(top));
         }
         acc = acc.wrapping_mul(ROLL).wrapping_add(w);
-        if i + 1 >= SHINGLE {
-            out.push(fmix64(acc ^ SHINGLE_SEED));
+        if i + 1 >= n {
+            out.push(fmix64(acc ^ seed));
         }
     }
     out
@@ -76,12 +112,8 @@ fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-/// The sketch of a text, from the stable hashes of its words in order.
-pub fn sketch(word_hashes: &[u64]) -> Sketch {
-    if word_hashes.len() < SHINGLE {
-        return Sketch::default();
-    }
-    let shingles = shingle_hashes(word_hashes);
+/// The winnowed marks of a shingle sequence: sorted, without repeats.
+fn winnow(shingles: &[u64]) -> Vec<u64> {
     let mut marks = Vec::with_capacity(shingles.len() * 2 / (WINDOW + 1) + 1);
     if shingles.len() <= WINDOW {
         marks.extend(shingles.iter().min());
@@ -102,12 +134,25 @@ pub fn sketch(word_hashes: &[u64]) -> Sketch {
     }
     marks.sort_unstable();
     marks.dedup();
+    marks
+}
 
-    let lede_shingles = LEDE_WORDS.saturating_sub(SHINGLE - 1).min(shingles.len());
-    let mut lede: Vec<u64> = shingles[..lede_shingles].to_vec();
+/// The sketch of a text, from the stable hashes of its words in order.
+pub fn sketch(word_hashes: &[u64]) -> Sketch {
+    if word_hashes.len() < SHORT {
+        return Sketch::default();
+    }
+    let short = shingle_hashes(word_hashes, SHORT);
+    let long = if word_hashes.len() >= LONG {
+        shingle_hashes(word_hashes, LONG)
+    } else {
+        Vec::new()
+    };
+    let lede_len = LEDE_WORDS.saturating_sub(SHORT - 1).min(short.len());
+    let mut lede: Vec<u64> = short[..lede_len].to_vec();
     lede.sort_unstable();
     lede.dedup();
-    let mut anchors: Vec<u64> = shingles
+    let mut anchors: Vec<u64> = short
         .iter()
         .copied()
         .filter(|h| h % ANCHOR_MOD == 0)
@@ -115,7 +160,11 @@ pub fn sketch(word_hashes: &[u64]) -> Sketch {
     anchors.extend(lede.iter().take(LEDE_ANCHORS));
     anchors.sort_unstable();
     anchors.dedup();
-    Sketch { marks, anchors }
+    Sketch {
+        short: winnow(&short),
+        long: winnow(&long),
+        anchors,
+    }
 }
 
 /// Number of values two sorted slices share.
@@ -135,38 +184,152 @@ pub fn shared(a: &[u64], b: &[u64]) -> u32 {
     n
 }
 
-/// How many marks a candidate shares with one stored article.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Positions in `a` of the values `b` also has (both sorted).
+fn hits(a: &[u64], b: &[u64]) -> Vec<u32> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(i as u32);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// What a candidate shares with one stored article.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
     /// The stored article.
     pub seq: u64,
-    /// Marks the two share.
-    pub shared: u32,
-    /// Marks of the stored article.
-    pub stored: u32,
+    /// Short marks in common, and the stored article's count.
+    pub short_shared: u32,
+    /// Short marks of the stored article.
+    pub short_stored: u32,
+    /// Positions in the candidate's long marks that the stored article has too.
+    pub long_hits: Vec<u32>,
+    /// Long marks of the stored article.
+    pub long_stored: u32,
+    /// Hamming distance between the two simhashes.
+    pub distance: u32,
 }
 
 impl Overlap {
-    /// Share of the candidate's marks found in the stored article.
-    pub fn of_candidate(&self, candidate_marks: u32) -> f64 {
-        f64::from(self.shared) / f64::from(candidate_marks.max(1))
+    /// Compares a candidate's fingerprint with a stored article's simhash and marks.
+    pub fn between(
+        seq: u64,
+        candidate: &Fingerprint,
+        simhash: u64,
+        short: &[u64],
+        long: &[u64],
+    ) -> Overlap {
+        Overlap {
+            seq,
+            short_shared: shared(&candidate.short_marks, short),
+            short_stored: short.len() as u32,
+            long_hits: hits(&candidate.long_marks, long),
+            long_stored: long.len() as u32,
+            distance: super::fingerprint::distance(candidate.simhash, simhash),
+        }
     }
 
-    /// Share of the stored article's marks found in the candidate.
-    pub fn of_stored(&self) -> f64 {
-        f64::from(self.shared) / f64::from(self.stored.max(1))
+    /// Long marks in common.
+    pub fn long_shared(&self) -> u32 {
+        self.long_hits.len() as u32
     }
 
-    /// The containment reported for a match: the larger of the two shares, that is how much of
-    /// the smaller text is inside the larger.
-    pub fn containment(&self, candidate_marks: u32) -> f64 {
-        self.of_candidate(candidate_marks).max(self.of_stored())
+    /// Shares of long marks: (of the candidate, of the stored article).
+    pub fn long_shares(&self, candidate_long: u32) -> (f64, f64) {
+        let s = f64::from(self.long_shared());
+        (
+            s / f64::from(candidate_long.max(1)),
+            s / f64::from(self.long_stored.max(1)),
+        )
     }
+
+    /// Shares of short marks: (of the candidate, of the stored article).
+    pub fn short_shares(&self, candidate_short: u32) -> (f64, f64) {
+        let s = f64::from(self.short_shared);
+        (
+            s / f64::from(candidate_short.max(1)),
+            s / f64::from(self.short_stored.max(1)),
+        )
+    }
+
+    /// How much of the smaller text is in the larger, by passages (long marks).
+    pub fn containment(&self, candidate_long: u32) -> f64 {
+        let (a, b) = self.long_shares(candidate_long);
+        a.max(b)
+    }
+}
+
+/// Which rule made a candidate `contained`, and with what share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Contained {
+    /// The stored article it repeats.
+    pub seq: u64,
+    /// The share reported as `containment`.
+    pub containment: f64,
+}
+
+/// Applies the three rules of the module documentation to the stored articles found for a
+/// candidate; the best match wins (most long marks shared).
+pub fn decide(fp: &Fingerprint, overlaps: &[Overlap], threshold: f64) -> Option<Contained> {
+    if fp.words < super::MIN_CONTAINED_WORDS || overlaps.is_empty() {
+        return None;
+    }
+    let long = fp.long_marks.len() as u32;
+    let short = fp.short_marks.len() as u32;
+    let mut found: Vec<(&Overlap, f64)> = Vec::new();
+    for o in overlaps {
+        // 1. Passages reused.
+        let (own, of) = o.long_shares(long);
+        if o.long_shared() >= MIN_SHARED_MARKS && own >= MIN_OWN_SHARE && own.max(of) >= threshold {
+            found.push((o, own.max(of)));
+            continue;
+        }
+        // 2. Words edited throughout.
+        let (s_own, s_of) = o.short_shares(short);
+        let both = s_own.min(s_of);
+        let scattered = own.max(of) <= SPREAD_RATIO * s_own.max(s_of) || both >= SAME_TEXT_SHARE;
+        if both >= SPREAD_SHARE && o.distance <= SPREAD_DISTANCE && scattered {
+            found.push((o, s_own.max(s_of)));
+        }
+    }
+    if found.is_empty() && long > 0 {
+        // 3. Composed of two stored articles.
+        let mut by_share: Vec<&Overlap> = overlaps.iter().collect();
+        by_share.sort_by_key(|o| std::cmp::Reverse(o.long_shared()));
+        if let [a, b, ..] = by_share[..] {
+            let part = |o: &Overlap| f64::from(o.long_shared()) / f64::from(long);
+            let mut union: Vec<u32> = a.long_hits.iter().chain(&b.long_hits).copied().collect();
+            union.sort_unstable();
+            union.dedup();
+            let cover = union.len() as f64 / f64::from(long);
+            if cover >= COMPOSED_COVER && part(a) >= COMPOSED_PART && part(b) >= COMPOSED_PART {
+                found.push((a, a.containment(long)));
+            }
+        }
+    }
+    // The match sharing the most passages wins; the older on a tie.
+    let best = found
+        .into_iter()
+        .max_by_key(|(o, _)| (o.long_shared(), std::cmp::Reverse(o.seq)));
+    best.map(|(o, containment)| Contained {
+        seq: o.seq,
+        containment: (containment * 1000.0).round() / 1000.0,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::fingerprint::fingerprint;
 
     fn hashes(text: &str) -> Vec<u64> {
         let mut v = Vec::new();
@@ -184,18 +347,22 @@ mod tests {
             .join(" ")
     }
 
+    fn overlap(seq: u64, a: &Fingerprint, b: &Fingerprint) -> Overlap {
+        Overlap::between(seq, a, b.simhash, &b.short_marks, &b.long_marks)
+    }
+
     #[test]
-    fn a_spliced_paragraph_always_shares_a_mark() {
+    fn a_spliced_paragraph_always_shares_a_long_mark() {
         let host = text(1, 400);
         for (seed, offset) in [(2u64, 0usize), (3, 117), (4, 399)] {
-            let para = text(seed, WINDOW + SHINGLE - 1);
+            let para = text(seed, WINDOW + LONG - 1);
             let words: Vec<&str> = host.split(' ').collect();
             let spliced = [&words[..offset], &[para.as_str()], &words[offset..]]
                 .concat()
                 .join(" ");
             let a = sketch(&hashes(&para));
             let b = sketch(&hashes(&spliced));
-            assert!(shared(&a.marks, &b.marks) > 0, "offset {offset}");
+            assert!(shared(&a.long, &b.long) > 0, "offset {offset}");
         }
     }
 
@@ -205,7 +372,6 @@ mod tests {
         let words: Vec<&str> = whole.split(' ').collect();
         let w = sketch(&hashes(&whole));
         assert!((8..=24).contains(&w.anchors.len()), "{}", w.anchors.len());
-        // A middle excerpt: its modulo anchors are anchors of the whole.
         let middle = sketch(&hashes(&words[150..300].join(" ")));
         let modular: Vec<u64> = middle
             .anchors
@@ -215,7 +381,6 @@ mod tests {
             .collect();
         assert!(!modular.is_empty());
         assert!(modular.iter().all(|a| w.anchors.binary_search(a).is_ok()));
-        // The lede: it shares the lede anchors.
         let lede = sketch(&hashes(&words[..70].join(" ")));
         assert!(shared(&lede.anchors, &w.anchors) >= LEDE_ANCHORS as u32);
     }
@@ -223,11 +388,13 @@ mod tests {
     #[test]
     fn density_and_short_texts() {
         let s = sketch(&hashes(&text(9, 1000)));
-        let density = s.marks.len() as f64 / 996.0;
-        assert!((0.2..0.4).contains(&density), "{density}");
-        assert_eq!(sketch(&hashes("four words only here")), Sketch::default());
-        let five = sketch(&hashes("exactly five words right here"));
-        assert_eq!((five.marks.len(), five.anchors.len()), (1, 1));
+        for marks in [&s.short, &s.long] {
+            let density = marks.len() as f64 / 1000.0;
+            assert!((0.2..0.4).contains(&density), "{density}");
+        }
+        assert_eq!(sketch(&hashes("two words")), Sketch::default());
+        let three = sketch(&hashes("exactly three words"));
+        assert_eq!((three.short.len(), three.long.len()), (1, 0));
     }
 
     #[test]
@@ -235,32 +402,75 @@ mod tests {
         let words: Vec<u64> = (0..40u64)
             .map(|i| i.wrapping_mul(0x1234_5678_9abc_def1))
             .collect();
-        let rolled = shingle_hashes(&words);
-        let direct: Vec<u64> = words
-            .windows(SHINGLE)
-            .map(|w| {
-                fmix64(
-                    w.iter()
-                        .fold(0u64, |a, &x| a.wrapping_mul(ROLL).wrapping_add(x))
-                        ^ SHINGLE_SEED,
-                )
-            })
-            .collect();
-        assert_eq!(rolled, direct);
+        for n in [SHORT, LONG] {
+            let rolled = shingle_hashes(&words, n);
+            let direct: Vec<u64> = words
+                .windows(n)
+                .map(|w| {
+                    fmix64(
+                        w.iter()
+                            .fold(0u64, |a, &x| a.wrapping_mul(ROLL).wrapping_add(x))
+                            ^ SHINGLE_SEED
+                            ^ n as u64,
+                    )
+                })
+                .collect();
+            assert_eq!(rolled, direct);
+        }
         // Golden: shingle values are stored; they must not change.
-        assert_eq!(rolled[0], GOLDEN_FIRST_SHINGLE);
+        assert_eq!(shingle_hashes(&words, SHORT)[0], GOLDEN_FIRST_SHINGLE);
     }
 
     #[test]
-    fn overlap_shares() {
-        let o = Overlap {
-            seq: 1,
-            shared: 30,
-            stored: 40,
-        };
-        assert_eq!(o.of_candidate(100), 0.3);
-        assert_eq!(o.of_stored(), 0.75);
-        assert_eq!(o.containment(100), 0.75);
-        assert_eq!(shared(&[1, 3, 5, 7], &[2, 3, 4, 7, 9]), 2);
+    fn the_three_rules() {
+        let story = text(11, 400);
+        let stored = fingerprint(&story);
+        let words: Vec<&str> = story.split(' ').collect();
+        // 1. A lede-only copy: passages reused.
+        let lede = fingerprint(&words[..120].join(" "));
+        let c = decide(&lede, &[overlap(1, &lede, &stored)], 0.7).expect("lede");
+        assert_eq!(c.seq, 1);
+        assert!(c.containment > 0.95);
+        // 2. A spun copy: one word in ten replaced.
+        let mut rng = fastrand::Rng::with_seed(12);
+        let spun: Vec<String> = words
+            .iter()
+            .map(|w| {
+                if rng.u32(0..10) == 0 {
+                    format!("x{}", rng.u32(..))
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        let spun = fingerprint(&spun.join(" "));
+        assert!(decide(&spun, &[overlap(1, &spun, &stored)], 0.7).is_some());
+        // 3. A mash-up of two stored stories.
+        let other_story = text(13, 400);
+        let other = fingerprint(&other_story);
+        let others: Vec<&str> = other_story.split(' ').collect();
+        let mash = fingerprint(&[&words[..200], &others[200..]].concat().join(" "));
+        let found = [overlap(1, &mash, &stored), overlap(2, &mash, &other)];
+        assert!(
+            decide(&mash, &found[..1], 0.7).is_none(),
+            "half of one story is not enough"
+        );
+        assert!(
+            decide(&mash, &found, 0.7).is_some(),
+            "two stories that make it up are"
+        );
+        // A follow-up that reuses half of a story and adds as much new text: kept.
+        let follow = fingerprint(
+            &[
+                &words[..200],
+                &text(14, 200).split(' ').collect::<Vec<_>>()[..],
+            ]
+            .concat()
+            .join(" "),
+        );
+        assert!(decide(&follow, &[overlap(1, &follow, &stored)], 0.7).is_none());
+        // A one-sentence summary quoted from the story: too short.
+        let summary = fingerprint(&words[..25].join(" "));
+        assert!(decide(&summary, &[overlap(1, &summary, &stored)], 0.7).is_none());
     }
 }

@@ -29,9 +29,11 @@ pub struct Fingerprint {
     pub content: u64,
     /// Number of words in the body.
     pub words: u32,
-    /// Winnowed shingle hashes, sorted (the `contained` check; see [`super::containment`]).
-    pub marks: Vec<u64>,
-    /// The few marks a stored article is indexed under, sorted.
+    /// Winnowed 3-word shingles, sorted (the `contained` check; see [`super::containment`]).
+    pub short_marks: Vec<u64>,
+    /// Winnowed 8-word shingles, sorted.
+    pub long_marks: Vec<u64>,
+    /// The shingles a stored article is indexed under, sorted.
     pub anchors: Vec<u64>,
 }
 
@@ -142,7 +144,8 @@ pub fn fingerprint(text: &str) -> Fingerprint {
         simhash,
         content: content_hash(&all),
         words: all.len().min(u32::MAX as usize) as u32,
-        marks: sketch.marks,
+        short_marks: sketch.short,
+        long_marks: sketch.long,
         anchors: sketch.anchors,
     }
 }

@@ -40,7 +40,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::FeedConfig;
 use crate::dedup::blocks::BlockTables;
-use crate::dedup::containment::{Overlap, shared};
+use crate::dedup::containment::Overlap;
 use crate::dedup::fingerprint::{Fingerprint, distance};
 use crate::dedup::{self, MIN_NEAR_WORDS, Match};
 use crate::parse::Candidate;
@@ -586,7 +586,7 @@ impl dedup::Index for Store {
     fn overlaps(
         &self,
         anchors: &[u64],
-        marks: &[u64],
+        candidate: &Fingerprint,
         limit: usize,
     ) -> Result<Vec<Overlap>, StoreError> {
         // Articles sharing an anchor with the candidate...
@@ -601,18 +601,24 @@ impl dedup::Index for Store {
         let mut found: Vec<(u64, u32)> = hits.into_iter().collect();
         found.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         found.truncate(limit);
-        // ...then the exact count of marks shared with each.
+        // ...then their marks, compared exactly.
         let mut out = Vec::with_capacity(found.len());
         for (seq, _) in found {
-            if let Some(keys) = self.article_keys(seq)? {
-                out.push(Overlap {
+            if let Some(k) = self.article_keys(seq)? {
+                out.push(Overlap::between(
                     seq,
-                    shared: shared(marks, &keys.marks),
-                    stored: keys.marks.len() as u32,
-                });
+                    candidate,
+                    k.simhash,
+                    &k.short_marks,
+                    &k.long_marks,
+                ));
             }
         }
-        out.sort_unstable_by(|a, b| b.shared.cmp(&a.shared).then(a.seq.cmp(&b.seq)));
+        out.sort_unstable_by(|a, b| {
+            b.long_shared()
+                .cmp(&a.long_shared())
+                .then(a.seq.cmp(&b.seq))
+        });
         Ok(out)
     }
 }
@@ -685,7 +691,8 @@ impl Writer {
             content: fp.content,
             words: fp.words,
             stored_ms: fetched.timestamp_millis(),
-            marks: fp.marks.clone(),
+            short_marks: fp.short_marks.clone(),
+            long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
         let seq_bytes = seq.to_be_bytes();
@@ -753,7 +760,8 @@ impl Writer {
             content: fp.content,
             words: fp.words,
             stored_ms: fetched.timestamp_millis(),
-            marks: fp.marks.clone(),
+            short_marks: fp.short_marks.clone(),
+            long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
         let mut batch = sled::Batch::default();
@@ -862,7 +870,7 @@ mod tests {
         w.insert_article(&c, &fingerprint(&text), now).unwrap();
         let settings = Settings {
             max_distance: 3,
-            containment: 0.6,
+            containment: 0.7,
         };
         let verdict = |c: &Candidate| judge(c, &fingerprint(&c.text), &store, settings).unwrap();
         assert_eq!(verdict(&c), Verdict::Relisted);
@@ -898,9 +906,9 @@ mod tests {
             matches!(v, Some((Reason::Near, 1, Some(d))) if d <= 3),
             "{v:?}"
         );
-        // The first two thirds of the story with a new ending: contained.
-        let lede: String = text.split(' ').take(80).collect::<Vec<_>>().join(" ");
-        let tail: String = story(7).split(' ').take(30).collect::<Vec<_>>().join(" ");
+        // Most of the story with a new ending: contained.
+        let lede: String = text.split(' ').take(100).collect::<Vec<_>>().join(" ");
+        let tail: String = story(7).split(' ').take(20).collect::<Vec<_>>().join(" ");
         let v = reason(verdict(&candidate(
             "http://g/",
             "5",

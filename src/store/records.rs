@@ -86,19 +86,35 @@ pub struct ArticleKeys {
     pub words: u32,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub stored_ms: i64,
-    /// Containment marks, sorted.
-    pub marks: Vec<u64>,
-    /// The marks it is indexed under, sorted.
+    /// Short containment marks, sorted.
+    pub short_marks: Vec<u64>,
+    /// Long containment marks, sorted.
+    pub long_marks: Vec<u64>,
+    /// The shingles it is indexed under, sorted.
     pub anchors: Vec<u64>,
+}
+
+impl ArticleKeys {
+    /// The fingerprint these keys were made from (what dedup compares).
+    pub fn fingerprint(&self) -> crate::dedup::fingerprint::Fingerprint {
+        crate::dedup::fingerprint::Fingerprint {
+            simhash: self.simhash,
+            content: self.content,
+            words: self.words,
+            short_marks: self.short_marks.clone(),
+            long_marks: self.long_marks.clone(),
+            anchors: self.anchors.clone(),
+        }
+    }
 }
 
 /// Encodes an article value: `json_len (u32 LE)`, the NDJSON record, then [`ArticleKeys`] as
 /// fixed-width little-endian fields (`simhash u64, content u64, words u32, stored_ms i64,
-/// guid_len u32, guid, marks_len u32, marks u64*, anchors_len u32, anchors u64*`).
+/// guid_len u32, guid`, then three lists, each a `u32` length and `u64`s: short marks, long
+/// marks, anchors).
 pub fn encode_article(json: &[u8], keys: &ArticleKeys) -> Vec<u8> {
-    let mut v = Vec::with_capacity(
-        4 + json.len() + 40 + keys.guid.len() + 8 * (keys.marks.len() + keys.anchors.len()),
-    );
+    let lists = keys.short_marks.len() + keys.long_marks.len() + keys.anchors.len();
+    let mut v = Vec::with_capacity(4 + json.len() + 48 + keys.guid.len() + 8 * lists);
     v.extend_from_slice(&(json.len() as u32).to_le_bytes());
     v.extend_from_slice(json);
     v.extend_from_slice(&keys.simhash.to_le_bytes());
@@ -107,7 +123,7 @@ pub fn encode_article(json: &[u8], keys: &ArticleKeys) -> Vec<u8> {
     v.extend_from_slice(&keys.stored_ms.to_le_bytes());
     v.extend_from_slice(&(keys.guid.len() as u32).to_le_bytes());
     v.extend_from_slice(keys.guid.as_bytes());
-    for list in [&keys.marks, &keys.anchors] {
+    for list in [&keys.short_marks, &keys.long_marks, &keys.anchors] {
         v.extend_from_slice(&(list.len() as u32).to_le_bytes());
         for m in list {
             v.extend_from_slice(&m.to_le_bytes());
@@ -132,19 +148,20 @@ pub fn article_keys(value: &[u8]) -> Option<ArticleKeys> {
     let stored_ms = r.u64()? as i64;
     let guid_len = r.u32()? as usize;
     let guid = String::from_utf8(r.take(guid_len)?.to_vec()).ok()?;
-    let mut lists = [Vec::new(), Vec::new()];
+    let mut lists = [Vec::new(), Vec::new(), Vec::new()];
     for list in &mut lists {
         let n = r.u32()? as usize;
         *list = (0..n).map(|_| r.u64()).collect::<Option<Vec<u64>>>()?;
     }
-    let [marks, anchors] = lists;
+    let [short_marks, long_marks, anchors] = lists;
     Some(ArticleKeys {
         guid,
         simhash,
         content,
         words,
         stored_ms,
-        marks,
+        short_marks,
+        long_marks,
         anchors,
     })
 }
@@ -317,7 +334,8 @@ mod tests {
             content: 42,
             words: 400,
             stored_ms: 1_700_000_000_123,
-            marks: vec![1, 5, 9],
+            short_marks: vec![1, 5, 9],
+            long_marks: vec![2, 7],
             anchors: vec![1],
         };
         let v = encode_article(b"{\"seq\":1}", &keys);
