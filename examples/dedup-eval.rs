@@ -490,6 +490,7 @@ fn main() {
         report(variant, settings, &tallies, &wrongly, distinct.len());
     }
     simhash_alone(&stories, &distinct, &all_cases, settings.max_distance);
+    seed_case(settings);
     if std::env::args().any(|a| a == "--shapes") {
         shapes(&stories, &distinct, &all_cases);
     }
@@ -619,5 +620,62 @@ fn simhash_alone(stories: &[Story], distinct: &[usize], all_cases: &[Case], k: u
     println!(
         "| distinct story pairs within {k} bits (of {pairs}) | {} | {} |",
         false_pairs[0], false_pairs[1]
+    );
+}
+
+/// The seed case: `../shared/seed/`'s mash-up judged against the Syria story it takes most of and
+/// the Chicago story it splices in (both rebuilt from the seed, as the demo config carries them).
+fn seed_case(settings: Settings) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/seed");
+    let Some(seed) = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .and_then(|e| std::fs::read_to_string(e.path()).ok())
+    else {
+        println!("\nseed case: {} is not here", dir.display());
+        return;
+    };
+    let paragraphs: Vec<String> = seed
+        .split("\n\n")
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let body = &paragraphs[2..];
+    let chicago_block = body
+        .iter()
+        .find(|p| p.starts_with("Trump tweets"))
+        .cloned()
+        .unwrap_or_default();
+    let chicago = chicago_block
+        .split_once('\n')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let repeat = "Both the US and Russian Federation oppose the Islamic State group in Syria. ";
+    let syria: Vec<String> = body
+        .iter()
+        .filter(|p| **p != chicago_block)
+        .map(|p| p.replace(repeat, ""))
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), &Options::default()).expect("store");
+    store.ensure_near_layout(|_| {}).expect("layout");
+    let mut writer = store.writer().expect("writer");
+    for (guid, text) in [("syria", syria.join("\n\n")), ("chicago", chicago)] {
+        let c = candidate("seed://originals", guid, text);
+        let fp = fingerprint(&c.text);
+        writer.insert_article(&c, &fp, Utc::now()).expect("insert");
+    }
+    let text = html_to_text(&html(&paragraphs[1..]));
+    let verdict = judge(
+        &candidate("seed://scraper", "mash-up", text.clone()),
+        &fingerprint(&text),
+        &store,
+        settings,
+    )
+    .expect("judge");
+    println!(
+        "\nseed case (../shared/seed, {} words): {verdict:?}; article 1 is the Syria story",
+        text.split_whitespace().count()
     );
 }

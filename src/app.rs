@@ -152,6 +152,7 @@ pub async fn run(
             max_distance: config.dedup.max_distance,
             containment: config.dedup.containment,
         },
+        config.dedup.window,
     );
     let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
 

@@ -14,8 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::FeedConfig;
+use crate::dedup::clean::Boilerplate;
 use crate::dedup::fingerprint::Fingerprint;
-use crate::dedup::fingerprint::fingerprint;
+use crate::dedup::fingerprint::fingerprint_with;
 use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
 use crate::parse::Candidate;
 use crate::parse::parse_feed;
@@ -61,6 +62,8 @@ pub enum PollOutcome {
         validators: Validators,
         /// The feed's entries with their fingerprints.
         entries: Vec<(Candidate, Fingerprint)>,
+        /// What the feed repeats in every item, learned up to this poll.
+        boilerplate: Boilerplate,
     },
     /// Fetch or parse failed.
     Failed {
@@ -182,22 +185,25 @@ impl Poller {
         // Parsing and fingerprinting are CPU work: off the async threads.
         let feed_url: Arc<str> = Arc::from(feed.url.as_str());
         let bytes = body.len();
+        let mut boilerplate = prev.map(|s| s.boilerplate.clone()).unwrap_or_default();
         let parsed = tokio::task::spawn_blocking(move || {
             let parsed = parse_feed(&body, &feed_url, content_type.as_deref())?;
+            // Learn what this feed repeats in every item before fingerprinting its items.
+            boilerplate.learn(parsed.entries.iter().map(|c| c.text.as_str()));
             let entries: Vec<_> = parsed
                 .entries
                 .into_iter()
                 .map(|c| {
-                    let fp = fingerprint(&c.text);
+                    let fp = fingerprint_with(&c.text, &boilerplate);
                     (c, fp)
                 })
                 .collect();
-            Ok::<_, crate::parse::ParseError>((entries, parsed.min_interval))
+            Ok::<_, crate::parse::ParseError>((entries, parsed.min_interval, boilerplate))
         })
         .await;
         let status = (meta.status != 0).then_some(meta.status);
         polled.outcome = match parsed {
-            Ok(Ok((entries, hint))) => {
+            Ok(Ok((entries, hint, boilerplate))) => {
                 polled.feed_hint = hint;
                 polled.dates = entries.iter().filter_map(|(c, _)| c.published).collect();
                 PollOutcome::Fetched {
@@ -205,6 +211,7 @@ impl Poller {
                     bytes,
                     validators,
                     entries,
+                    boilerplate,
                 }
             }
             Ok(Err(e)) => PollOutcome::Failed {

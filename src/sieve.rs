@@ -55,29 +55,70 @@ pub struct Summary {
     pub duplicates: u64,
 }
 
+/// How often the sieve takes articles past `dedup.window` out of the similarity indexes.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Articles one sweep step forgets at most before the sieve goes back to its reports.
+const SWEEP_BUDGET: usize = 1000;
+
 /// The single writer task's state.
 pub struct Sieve {
     writer: Writer,
     settings: Settings,
     summary: Summary,
+    window: std::time::Duration,
+    last_sweep: Option<std::time::Instant>,
 }
 
 impl Sieve {
-    /// A sieve writing through `writer`.
-    pub fn new(writer: Writer, settings: Settings) -> Sieve {
+    /// A sieve writing through `writer`; similarity indexes forget articles after `window`.
+    pub fn new(writer: Writer, settings: Settings, window: std::time::Duration) -> Sieve {
         Sieve {
             writer,
             settings,
             summary: Summary::default(),
+            window,
+            last_sweep: None,
         }
     }
 
     /// Takes reports until every sender is gone, then returns the totals.
     pub fn run_blocking(mut self, mut reports: mpsc::Receiver<PollReport>) -> Summary {
+        self.sweep();
         while let Some(report) = reports.blocking_recv() {
             self.handle(report);
+            if self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                self.sweep();
+            }
         }
         self.summary
+    }
+
+    /// Forgets, in the similarity indexes, articles older than the window (in steps, so that a
+    /// long backlog after a long stop does not hold up the reports for long).
+    pub fn sweep(&mut self) {
+        self.last_sweep = Some(std::time::Instant::now());
+        let Ok(window) = chrono::Duration::from_std(self.window) else {
+            return;
+        };
+        let cutoff = Utc::now() - window;
+        let mut total = 0;
+        loop {
+            match self.writer.expire_before(cutoff, SWEEP_BUDGET) {
+                Ok(n) => {
+                    total += n;
+                    if n < SWEEP_BUDGET {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "Could not expire old fingerprints; will try again.");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            info!(articles = total, window = ?self.window, "Older articles left the dedup indexes.");
+        }
     }
 
     /// Handles one report: stores, records, updates the feed's state, logs the poll.
@@ -150,6 +191,7 @@ impl Sieve {
                 bytes,
                 validators,
                 mut entries,
+                boilerplate,
             } => {
                 // Feeds list newest first; store oldest first so seq follows publication.
                 entries.reverse();
@@ -167,6 +209,7 @@ impl Sieve {
                 state.failures = 0;
                 state.articles += tally.new;
                 state.duplicates += tally.duplicates;
+                state.boilerplate = boilerplate;
                 state.etag = validators.etag;
                 state.last_modified = validators.last_modified;
                 info!(

@@ -340,3 +340,190 @@ fn a_mash_up_that_splices_two_stored_stories_is_contained() {
     assert_eq!(via_api[0]["verdict"]["reason"], "contained");
     assert_eq!(daemon.stop().code(), Some(0));
 }
+
+/// The seed case (../shared/seed/), as the demo config carries it: a wire story about Syria, a
+/// Chicago story, and a scraped page that takes most of the Syria story, splices in the Chicago
+/// headline and paragraph, and repeats sentences.
+#[test]
+fn the_seed_mash_up_is_stored_once_and_explained() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
+    let env = TestEnv::new("[poll]\nconcurrency = 1\n");
+    let mut body = std::fs::read_to_string(&env.config).unwrap();
+    for name in ["wire-world.xml", "metro-desk.atom", "aggregator.json"] {
+        body.push_str(&format!(
+            "[[feeds]]\nurl = \"{}\"\n",
+            demo.join(name).display()
+        ));
+    }
+    std::fs::write(&env.config, body).unwrap();
+    env.once();
+
+    let articles = env.records(&["articles"]);
+    let titles: Vec<&str> = articles
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "United States renews offer of Syria cooperation with Russian Federation",
+            "Trump tweets he's sending in federal help for Chicago's gun 'epidemic'"
+        ]
+    );
+    let dups = env.records(&["duplicates"]);
+    assert_eq!(dups.len(), 2, "{dups:#?}");
+    let mash = &dups[0];
+    assert_eq!(
+        mash["url"],
+        "https://aggregator.example.net/p/447fff3f424c702b"
+    );
+    assert_eq!(mash["reason"], "contained");
+    assert_eq!(mash["duplicate_of"], articles[0]["id"]);
+    assert!(mash["containment"].as_f64().unwrap() > 0.9, "{mash}");
+    assert_eq!(dups[1]["reason"], "content");
+    assert_eq!(dups[1]["duplicate_of"], articles[1]["id"]);
+
+    // explain names both stories the mash-up is made of.
+    let e = &env.records(&[
+        "explain",
+        "https://aggregator.example.net/p/447fff3f424c702b",
+    ])[0];
+    let ids: Vec<&serde_json::Value> = e["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert_eq!(ids, [&articles[0]["id"], &articles[1]["id"]]);
+    assert_eq!(
+        e["candidates"][1]["containment"], 1.0,
+        "the Chicago story is wholly inside"
+    );
+}
+
+#[test]
+fn a_feed_s_own_footer_is_learned_and_left_out_of_its_fingerprints() {
+    let server = FeedServer::start();
+    let footer = "The Valley Herald has served readers in the Alder valley and beyond since 1921, in print and online.";
+    let (solar, rail, library, glacier) = (
+        story("solar"),
+        story("rail"),
+        story("library"),
+        story("glacier"),
+    );
+    let with_footer: Vec<String> = [&solar, &rail, &library, &glacier]
+        .iter()
+        .map(|t| format!("{t}\n\n{footer}"))
+        .collect();
+    let items: Vec<Item> = with_footer
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Item {
+            guid: ["h-1", "h-2", "h-3", "h-4"][i],
+            link: [
+                "https://h.example/1",
+                "https://h.example/2",
+                "https://h.example/3",
+                "https://h.example/4",
+            ][i],
+            title: "Herald story",
+            text,
+            date: DATE,
+        })
+        .collect();
+    server.set("/herald.rss", rss("Herald", &items), "application/rss+xml");
+    server.set(
+        "/wire.rss",
+        rss(
+            "Wire",
+            &[Item {
+                guid: "w-1",
+                link: "https://wire.example/glacier",
+                title: "Glacier, from the wire",
+                text: &glacier,
+                date: LATER,
+            }],
+        ),
+        "application/rss+xml",
+    );
+    let env = TestEnv::with_feeds(
+        "concurrency = 1",
+        &[server.url("/herald.rss"), server.url("/wire.rss")],
+    );
+    env.once();
+    let dups = env.records(&["duplicates"]);
+    assert_eq!(dups.len(), 1, "{dups:#?}");
+    assert_eq!(
+        (dups[0]["reason"].as_str(), dups[0]["distance"].as_u64()),
+        (Some("near"), Some(0)),
+        "{}",
+        dups[0]
+    );
+}
+
+#[test]
+fn past_the_window_a_similar_story_is_new_again_but_the_article_stays() {
+    let server = FeedServer::start();
+    let text = story("library");
+    server.set(
+        "/a.rss",
+        rss(
+            "A",
+            &[Item {
+                guid: "a-1",
+                link: "https://a.example/1",
+                title: "Library",
+                text: &text,
+                date: DATE,
+            }],
+        ),
+        "application/rss+xml",
+    );
+    let env = TestEnv::with_feeds("", &[server.url("/a.rss")]);
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str("[dedup]\nwindow = \"2s\"\n");
+    std::fs::write(&env.config, &config).unwrap();
+    env.once();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The same text, from another outlet, after the window.
+    server.set(
+        "/a.rss",
+        rss(
+            "A",
+            &[Item {
+                guid: "a-1",
+                link: "https://a.example/1",
+                title: "Library",
+                text: &text,
+                date: DATE,
+            }],
+        ),
+        "application/rss+xml",
+    );
+    let b = server.url("/b.rss");
+    server.set(
+        "/b.rss",
+        rss(
+            "B",
+            &[Item {
+                guid: "b-1",
+                link: "https://b.example/1",
+                title: "Library again",
+                text: &text,
+                date: LATER,
+            }],
+        ),
+        "application/rss+xml",
+    );
+    config.push_str(&format!("[[feeds]]\nurl = \"{b}\"\n"));
+    std::fs::write(&env.config, &config).unwrap();
+    let stderr = env.once();
+    assert!(stderr.contains("left the dedup indexes"), "{stderr}");
+    let articles = env.records(&["articles"]);
+    assert_eq!(
+        articles.len(),
+        2,
+        "the old article stays and the copy is new again"
+    );
+    assert!(env.records(&["duplicates"]).is_empty());
+}

@@ -14,6 +14,10 @@
 //! - boilerplate paragraphs: paragraphs of at most [`BOILERPLATE_MAX_WORDS`] words containing a
 //!   phrase that only wrapping uses ([`BOILERPLATE_CUES`]).
 //!
+//! - paragraphs a feed repeats across its items ([`Boilerplate`], learned per feed): the same
+//!   paragraph word for word, or paragraphs ending in the same four words ("The post *Title*
+//!   appeared first on *Site*", a house footer with a changing date).
+//!
 //! The stored text is never changed, and the `content` hash still covers every word.
 
 use std::borrow::Cow;
@@ -50,10 +54,15 @@ pub const BOILERPLATE_CUES: &[&str] = &[
 
 /// The story part of `text` (paragraphs separated by blank lines), borrowed when nothing is cut.
 pub fn story_text(text: &str) -> Cow<'_, str> {
+    story_text_with(text, &Boilerplate::default())
+}
+
+/// [`story_text`], also leaving out the paragraphs a feed's learned `boilerplate` names.
+pub fn story_text_with<'a>(text: &'a str, boilerplate: &Boilerplate) -> Cow<'a, str> {
     // Common case first: no cue anywhere, and no byline or dateline in front.
     let first = text.split("\n\n").next().unwrap_or("");
     let any_cue = CUES.as_ref().is_none_or(|cues| cues.is_match(text));
-    if !any_cue && !is_byline(first) && strip_dateline(first).is_none() {
+    if boilerplate.is_empty() && !any_cue && !is_byline(first) && strip_dateline(first).is_none() {
         return Cow::Borrowed(text);
     }
     let mut changed = false;
@@ -70,7 +79,7 @@ pub fn story_text(text: &str) -> Cow<'_, str> {
             para = rest;
             changed = true;
         }
-        if is_boilerplate(para) {
+        if is_boilerplate(para) || boilerplate.names(para) {
             changed = true;
             continue;
         }
@@ -142,6 +151,94 @@ fn is_boilerplate(para: &str) -> bool {
     }
 }
 
+/// Paragraphs one feed repeats across its items, learned from what it publishes.
+///
+/// A paragraph of at most [`BOILERPLATE_MAX_WORDS`] words is known by the hash of all its words;
+/// one of at most [`TAIL_MAX_WORDS`] words (footers are short) also by the hash of its last
+/// [`TAIL_WORDS`] words. A key found in at least
+/// [`LEARN_MIN_ITEMS`] items of one fetch, and in at least half of them, is boilerplate for that
+/// feed from then on. At most [`KEEP_KEYS`] keys are kept, the newest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Boilerplate {
+    keys: Vec<u64>,
+}
+
+/// Words of a paragraph's tail key.
+pub const TAIL_WORDS: usize = 4;
+/// Paragraphs longer than this have no tail key.
+pub const TAIL_MAX_WORDS: usize = 25;
+/// Items of one fetch a paragraph must recur in.
+pub const LEARN_MIN_ITEMS: usize = 3;
+/// Keys kept per feed.
+pub const KEEP_KEYS: usize = 64;
+
+impl Boilerplate {
+    /// True when nothing is learned.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys of a paragraph (whole, and tail when short), if it is short enough to be
+    /// boilerplate.
+    fn paragraph_keys(para: &str) -> Option<Vec<u64>> {
+        let mut words = Vec::new();
+        super::fingerprint::for_each_word(para, |w| words.push(super::fingerprint::word_hash(w)));
+        if words.len() < TAIL_WORDS || words.len() > BOILERPLATE_MAX_WORDS {
+            return None;
+        }
+        let hash = |seed: u64, ws: &[u64]| {
+            let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
+            xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
+        };
+        let mut keys = vec![hash(1, &words)];
+        if words.len() <= TAIL_MAX_WORDS {
+            keys.push(hash(2, &words[words.len() - TAIL_WORDS..]));
+        }
+        Some(keys)
+    }
+
+    /// True when `para` is one of the learned paragraphs.
+    pub fn names(&self, para: &str) -> bool {
+        !self.keys.is_empty()
+            && Self::paragraph_keys(para).is_some_and(|ks| ks.iter().any(|k| self.keys.contains(k)))
+    }
+
+    /// Learns from the texts of one fetch, keeping what was known.
+    pub fn learn<'a>(&mut self, texts: impl Iterator<Item = &'a str>) {
+        let mut items = 0usize;
+        let mut seen: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for text in texts {
+            items += 1;
+            let mut in_item = std::collections::HashSet::new();
+            for para in text.split("\n\n") {
+                if let Some(keys) = Self::paragraph_keys(para) {
+                    in_item.extend(keys);
+                }
+            }
+            for k in in_item {
+                *seen.entry(k).or_default() += 1;
+            }
+        }
+        let needed = LEARN_MIN_ITEMS.max(items.div_ceil(2));
+        let mut learned: Vec<u64> = seen
+            .into_iter()
+            .filter(|&(_, n)| n >= needed)
+            .map(|(k, _)| k)
+            .collect();
+        learned.sort_unstable();
+        for k in learned {
+            if !self.keys.contains(&k) {
+                self.keys.push(k);
+            }
+        }
+        if self.keys.len() > KEEP_KEYS {
+            let excess = self.keys.len() - KEEP_KEYS;
+            self.keys.drain(..excess);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +259,39 @@ mod tests {
             story_text("Posted July 08, 2017\n\nNetanyahu spoke."),
             "Netanyahu spoke."
         );
+    }
+
+    #[test]
+    fn a_feed_learns_its_own_boilerplate() {
+        let leads = [
+            "Boats crowd the harbour at dawn.",
+            "The council met late on Tuesday.",
+            "Rain closed the ridge road again.",
+            "A new bakery opened on Mill Street.",
+        ];
+        let items: Vec<String> = (0..4)
+            .map(|i| {
+                format!(
+                    "{}\n\nMore about story {i} here.\n\nThe Valley Herald has covered the Alder valley since 1921.\n\nFiled {i} March by the Herald's news desk staff.",
+                    leads[i]
+                )
+            })
+            .collect();
+        let mut b = Boilerplate::default();
+        b.learn(items.iter().map(String::as_str));
+        assert_eq!(
+            story_text_with(&items[0], &b),
+            "Boats crowd the harbour at dawn.\n\nMore about story 0 here."
+        );
+        // Too few items to learn from.
+        let mut none = Boilerplate::default();
+        none.learn(items[..2].iter().map(String::as_str));
+        assert!(none.is_empty());
+        // What was learned is kept and used on a fetch of one item.
+        let later = "A new story.\n\nThe Valley Herald has covered the Alder valley since 1921.";
+        assert_eq!(story_text_with(later, &b), "A new story.");
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Boilerplate>(&json).unwrap(), b);
     }
 
     #[test]

@@ -114,7 +114,12 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 /// assert_eq!(a.words, 10);
 /// ```
 pub fn fingerprint(text: &str) -> Fingerprint {
-    let story = super::clean::story_text(text);
+    fingerprint_with(text, &super::clean::Boilerplate::default())
+}
+
+/// [`fingerprint`] for an item of a feed whose learned boilerplate is `boilerplate`.
+pub fn fingerprint_with(text: &str, boilerplate: &super::clean::Boilerplate) -> Fingerprint {
+    let story = super::clean::story_text_with(text, boilerplate);
     let mut all: Vec<u64> = Vec::with_capacity(text.len() / 5);
     for_each_word(text, |w| all.push(word_hash(w)));
     let story_hashes: Vec<u64>;

@@ -58,6 +58,7 @@ const SEQ_ARTICLES: &str = "seq.articles";
 const SEQ_DUPLICATES: &str = "seq.duplicates";
 const FORMAT_KEY: &str = "format";
 const NEAR_LAYOUT: &str = "near.max_distance";
+const WINDOW_CURSOR: &str = "window.cursor";
 
 /// A store failure. Expected outcomes (a duplicate, a re-listed item) are never errors.
 #[derive(Debug, thiserror::Error)]
@@ -477,11 +478,17 @@ impl Store {
             batch.remove(key?);
         }
         self.main.apply_batch(batch)?;
-        // One table at a time keeps the postings being built to a quarter of the whole.
+        // One table at a time keeps the postings being built to a quarter of the whole. Articles
+        // the window already forgot stay forgotten.
+        let expired = self.meta(WINDOW_CURSOR)?.unwrap_or(0);
         let mut done = 0u64;
         for t in 0..self.tables.count() {
             let mut postings: HashMap<u64, Vec<u8>> = HashMap::new();
-            for kv in self.main.scan_prefix([keys::ARTICLE]) {
+            let start = keys::logged(keys::ARTICLE, expired.saturating_add(1));
+            for kv in self
+                .main
+                .range(start..=keys::logged(keys::ARTICLE, u64::MAX))
+            {
                 let (k, v) = kv?;
                 let seq = keys::read_u64(&k[1..]).unwrap_or(0);
                 let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
@@ -513,6 +520,15 @@ impl Store {
 
     fn index_seq(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
         Ok(self.main.get(key)?.and_then(|v| keys::read_u64(&v)))
+    }
+}
+
+/// Writes a posting list back, or removes it when it is empty.
+fn write_list(batch: &mut sled::Batch, key: &[u8], list: Vec<u8>) {
+    if list.is_empty() {
+        batch.remove(key);
+    } else {
+        batch.insert(key, list);
     }
 }
 
@@ -777,6 +793,68 @@ impl Writer {
         Ok(seq)
     }
 
+    /// Takes articles stored before `cutoff` out of the similarity indexes (the simhash tables,
+    /// the containment anchors and the content hash), oldest first, at most `budget` of them;
+    /// returns how many. Their records, item ids, guids and links stay, so a feed that lists them
+    /// again is still recognized; only a *similar* story is no longer matched against them.
+    /// Articles are visited in seq order from a saved cursor: seq follows storage time, so the
+    /// sweep stops at the first article inside the window.
+    pub fn expire_before(
+        &mut self,
+        cutoff: DateTime<Utc>,
+        budget: usize,
+    ) -> Result<usize, StoreError> {
+        let main = &self.store.main;
+        let cutoff_ms = cutoff.timestamp_millis();
+        let cursor = self.store.meta(WINDOW_CURSOR)?.unwrap_or(0);
+        let tables = self.store.tables;
+        let mut done = 0;
+        let start = keys::logged(keys::ARTICLE, cursor.saturating_add(1));
+        let end = keys::logged(keys::ARTICLE, u64::MAX);
+        for kv in main.range(start..=end).take(budget) {
+            let (k, v) = kv?;
+            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
+            if ak.stored_ms >= cutoff_ms {
+                break;
+            }
+            let mut batch = sled::Batch::default();
+            let seq_bytes = seq.to_be_bytes();
+            for t in 0..tables.count() {
+                let key = keys::near(t, tables.block_of(t, ak.simhash));
+                if let Some(list) = main.get(key)? {
+                    let kept: Vec<u8> = list
+                        .chunks_exact(16)
+                        .filter(|p| p[8..] != seq_bytes)
+                        .flatten()
+                        .copied()
+                        .collect();
+                    write_list(&mut batch, &key, kept);
+                }
+            }
+            for &a in &ak.anchors {
+                let key = keys::anchor(a);
+                if let Some(list) = main.get(key)? {
+                    let kept: Vec<u8> = list
+                        .chunks_exact(8)
+                        .filter(|p| *p != seq_bytes)
+                        .flatten()
+                        .copied()
+                        .collect();
+                    write_list(&mut batch, &key, kept);
+                }
+            }
+            let content = keys::content(ak.content);
+            if main.get(&content)?.is_some_and(|v| v.as_ref() == seq_bytes) {
+                batch.remove(content);
+            }
+            batch.insert(keys::meta(WINDOW_CURSOR), &seq_bytes[..]);
+            main.apply_batch(batch)?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
     /// Saves a feed's polling state.
     pub fn put_feed_state(&mut self, state: &FeedState) -> Result<(), StoreError> {
         self.store
@@ -932,6 +1010,58 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_window_forgets_similar_stories_but_keeps_articles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(40);
+        let (a, b) = (story(21), story(22));
+        w.insert_article(
+            &candidate("http://f/", "old", Some("https://e/old"), &a),
+            &fingerprint(&a),
+            old,
+        )
+        .unwrap();
+        w.insert_article(
+            &candidate("http://f/", "new", Some("https://e/new"), &b),
+            &fingerprint(&b),
+            now,
+        )
+        .unwrap();
+        let cutoff = now - chrono::Duration::days(30);
+        assert_eq!(w.expire_before(cutoff, 100).unwrap(), 1);
+        assert_eq!(
+            w.expire_before(cutoff, 100).unwrap(),
+            0,
+            "the cursor moved on"
+        );
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.7,
+        };
+        let verdict = |c: &Candidate| judge(c, &fingerprint(&c.text), &store, settings).unwrap();
+        // The old story: its text is no longer matched...
+        assert_eq!(
+            verdict(&candidate("http://g/", "copy-a", None, &a)),
+            Verdict::New
+        );
+        // ...but its feed listing it again is still recognized, and its link still matches.
+        assert_eq!(
+            verdict(&candidate("http://f/", "old", None, &a)),
+            Verdict::Relisted
+        );
+        assert!(
+            matches!(verdict(&candidate("http://g/", "x", Some("https://e/old"), "x")), Verdict::Duplicate(m) if m.reason == Reason::Url)
+        );
+        // The new one is matched as before, and both articles are still stored.
+        assert!(
+            matches!(verdict(&candidate("http://g/", "copy-b", None, &b)), Verdict::Duplicate(m) if m.reason == Reason::Content)
+        );
+        assert_eq!(store.articles_after(0, 10).unwrap().len(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::Reason;
+use crate::dedup::clean::Boilerplate;
 
 /// A stored unique article, as printed by `feedsieve articles` and served by `/v1/articles`.
 ///
@@ -241,6 +242,9 @@ pub struct FeedState {
     /// Where the feed permanently moved (301/308); polls go there.
     #[serde(default)]
     pub location: Option<String>,
+    /// Paragraphs this feed repeats across its items, left out of its fingerprints.
+    #[serde(default, skip_serializing_if = "Boilerplate::is_empty")]
+    pub boilerplate: Boilerplate,
     /// ETag of the last 200 response, sent back as If-None-Match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
@@ -266,6 +270,7 @@ impl FeedState {
             interval_seconds: None,
             backoff_seconds: None,
             location: None,
+            boilerplate: Boilerplate::default(),
             etag: None,
             last_modified: None,
         }
