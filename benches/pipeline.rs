@@ -134,6 +134,10 @@ fn main() {
         stored as f64 / secs,
         store.size_on_disk().unwrap_or(0) as f64 / stored.max(1) as f64
     );
+    println!(
+        "index:                      {:>8.0} bytes per stored article (keys and values of every dedup index)",
+        store.index_bytes().unwrap_or(0) as f64 / stored.max(1) as f64
+    );
 
     // 4. Lookups against it.
     let lookups = fps.len();

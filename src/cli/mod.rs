@@ -176,7 +176,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             })?;
             if once {
                 eprintln!(
-                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped; at most {} requests in flight to one host",
+                    "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped{}",
                     summary.polls,
                     summary.fetched,
                     summary.not_modified,
@@ -184,7 +184,10 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                     summary.deferred.len(),
                     summary.new,
                     summary.duplicates,
-                    summary.peak_per_host
+                    match summary.peak_per_host {
+                        0 => String::new(),
+                        n => format!("; at most {n} requests in flight to one host"),
+                    }
                 );
                 for (feed, error) in &summary.failed {
                     eprintln!("feedsieve: failed: {feed}: {error}");

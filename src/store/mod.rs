@@ -46,8 +46,8 @@ use crate::dedup::{self, MIN_NEAR_WORDS, Match};
 use crate::parse::Candidate;
 pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedView};
 
-/// Bumped when the on-disk layout changes incompatibly.
-const FORMAT: u64 = 1;
+/// Bumped when the on-disk layout changes incompatibly. 2: containment keeps short and long marks.
+const FORMAT: u64 = 2;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs; the working set is the recent part of the indexes.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
@@ -85,8 +85,11 @@ pub enum StoreError {
         /// sled's error.
         source: sled::Error,
     },
-    /// The database was written by a newer feedsieve.
-    #[error("store: the database in {} has format {found}, this feedsieve reads format {FORMAT}", path.display())]
+    /// The database was written by another version of feedsieve, in another layout.
+    #[error(
+        "store: the database in {} has format {found}, this feedsieve reads format {FORMAT} (no migration exists yet between these formats: move the data directory aside, or run the feedsieve that wrote it)",
+        path.display()
+    )]
     Format {
         /// The data directory.
         path: PathBuf,
@@ -224,10 +227,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Refuses a database from a newer feedsieve; stamps a new one.
+    /// Refuses a database in another layout; stamps a new one.
     fn check_format(&self) -> Result<(), StoreError> {
         match self.meta(FORMAT_KEY)? {
-            Some(found) if found > FORMAT => Err(StoreError::Format {
+            Some(found) if found != FORMAT => Err(StoreError::Format {
                 path: self.shared.path.clone(),
                 found,
             }),
@@ -272,6 +275,20 @@ impl Store {
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    /// Bytes of keys and values the dedup indexes take (everything but the article and duplicate
+    /// records and the counters): the simhash tables, the anchors, and the item, guid, link and
+    /// content keys. A full scan: for benchmarks and diagnostics.
+    pub fn index_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for prefix in [b's', b'w', b'i', b'g', b'u', b'c', b'x'] {
+            for kv in self.main.scan_prefix([prefix]) {
+                let (k, v) = kv?;
+                total += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(total)
     }
 
     /// Up to `limit` article records with seq greater than `after`, as stored (without
@@ -1009,6 +1026,27 @@ mod tests {
                 .nearest(fingerprint(&story(3)).simhash, 3)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_database_in_another_format_is_refused_with_a_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            store
+                .main
+                .insert(keys::meta(FORMAT_KEY), &1u64.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let e = Store::open(dir.path(), &Options::default())
+            .err()
+            .expect("refused");
+        assert!(matches!(e, StoreError::Format { found: 1, .. }));
+        assert!(
+            e.to_string().contains("move the data directory aside"),
+            "{e}"
         );
     }
 
