@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,13 +29,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::api;
-use crate::config::Config;
+use crate::catalog::Catalog;
+use crate::config::{Config, FeedConfig};
 use crate::dedup::Settings;
 use crate::fetch::Fetcher;
 use crate::poll::Poller;
 use crate::scheduler::{LoopStats, Mode, Scheduler};
 use crate::sieve::{Sieve, Summary};
 use crate::store::{self, Store};
+use crate::telemetry::Metrics;
 
 /// How long polls in flight may run on after a shutdown request before they are cancelled.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -99,16 +102,77 @@ pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Reads the API token, first writing a new random one (mode 0600) when the config names a
+/// token file that does not exist yet, so that a fresh install has a working token at once.
+pub fn ensure_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(path) = &config.api.token_file else {
+        return Ok(None);
+    };
+    if !path.exists() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut random = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .context("cannot read /dev/urandom to make an API token")?;
+        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create the API token file {}", path.display()))?;
+        writeln!(file, "{token}")
+            .with_context(|| format!("cannot write the API token file {}", path.display()))?;
+        info!(file = %path.display(), "Wrote a new API token (api.token_file did not exist).");
+    }
+    read_token(config)
+}
+
+/// How long `run` waits for a database held by a short-lived command (a CLI read) to be free.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the store for the daemon, waiting a little when a CLI command holds it for a moment.
+async fn open_store_waiting(config: &Config) -> anyhow::Result<Store> {
+    let started = std::time::Instant::now();
+    loop {
+        match open_store(config) {
+            Err(e)
+                if started.elapsed() < LOCK_WAIT
+                    && matches!(
+                        e.downcast_ref::<store::StoreError>(),
+                        Some(store::StoreError::Locked { .. })
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the daemon (or one pass with [`Mode::Once`]) until `shutdown` completes.
 pub async fn run(
     config: &Config,
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Summary> {
-    let store = open_store(config)?;
+    let store = open_store_waiting(config).await?;
+    let metrics = Arc::new(Metrics::default());
 
-    // The API: off loopback, every request needs the token (the config ensures there is one).
-    let token = read_token(config)?;
+    // The feed list: the config file's feeds and those added at run time; changes made through
+    // the API reach the scheduler at once.
+    let (changes, changes_inbox) = mpsc::unbounded_channel();
+    let catalog = Arc::new(Catalog::new(config.feeds.clone(), store.clone()).with_changes(changes));
+    let feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
+
+    // The API: changes need the token; off loopback, everything does (the config ensures there
+    // is one).
+    let token = ensure_token(config)?;
     let loopback = config.api.listen.ip().is_loopback();
     let api_stop = CancellationToken::new();
     let api = match tokio::net::TcpListener::bind(config.api.listen).await {
@@ -116,11 +180,9 @@ pub async fn run(
             let bound = listener
                 .local_addr()
                 .context("cannot read the API's bound address")?;
-            let state = api::ApiState::new(
-                store.clone(),
-                config.feeds.clone(),
-                if loopback { None } else { token },
-            );
+            let state = api::ApiState::new(store.clone(), catalog.clone(), token, !loopback)
+                .with_metrics(metrics.clone())
+                .with_shutdown(api_stop.clone());
             let stop = api_stop.clone();
             let server = axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(stop.cancelled_owned());
@@ -153,20 +215,22 @@ pub async fn run(
             containment: config.dedup.containment,
         },
         config.dedup.window,
-    );
+    )
+    .with_metrics(metrics.clone());
     let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
 
     // The scheduler and its poll tasks.
     let fetcher = Fetcher::new(&config.poll)?;
     let scheduler = Scheduler::new(
-        config.feeds.clone(),
+        feeds.clone(),
         &config.poll,
         Poller::new(fetcher, store.clone()),
-    );
+    )
+    .with_changes(changes_inbox);
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     let tracker = TaskTracker::new();
-    info!(feeds = config.feeds.len(), mode = ?mode, "Polling.");
+    info!(feeds = feeds.len(), mode = ?mode, "Polling.");
     let mut stats = LoopStats::default();
     tokio::select! {
         s = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker) => stats = s,

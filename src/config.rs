@@ -576,6 +576,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Writes a duration the way [`parse_duration`] reads it, in whole seconds: `"1h30m"`, `"15m"`,
+/// `"90s"` becomes `"1m30s"`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
 /// Parses `"16MiB"`, `"512KB"`, `"1GiB"`, `"1000"` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("invalid size {s:?} (write a number and a unit: \"512KiB\", \"16MiB\")");
@@ -744,5 +761,15 @@ mod tests {
             e.starts_with("/etc/feedsieve/test.toml:2: api.listen:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn durations_format_back() {
+        for text in ["90s", "15m", "2h", "30d", "1h30m", "1d2h3m4s"] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(900)), "15m");
     }
 }

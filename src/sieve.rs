@@ -13,6 +13,8 @@
 //! A store failure while handling one report is logged and written into that feed's state; the
 //! sieve goes on with the next report.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -22,6 +24,7 @@ use crate::dedup::{Settings, Verdict, judge};
 use crate::parse::Candidate;
 use crate::poll::{PollOutcome, PollReport};
 use crate::store::{FeedState, FeedStatus, Inserted, StoreError, Writer};
+use crate::telemetry::Metrics;
 
 /// Counts for one report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +70,7 @@ pub struct Sieve {
     summary: Summary,
     window: std::time::Duration,
     last_sweep: Option<std::time::Instant>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sieve {
@@ -78,7 +82,14 @@ impl Sieve {
             summary: Summary::default(),
             window,
             last_sweep: None,
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Records polls, stored articles and duplicates in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Sieve {
+        self.metrics = metrics;
+        self
     }
 
     /// Takes reports until every sender is gone, then returns the totals.
@@ -179,6 +190,8 @@ impl Sieve {
         let mut tally = Tally::default();
         match outcome {
             PollOutcome::NotModified { status } => {
+                self.metrics
+                    .poll("not_modified", Some(status), 0, elapsed.as_secs_f64());
                 self.summary.not_modified += 1;
                 state.status = FeedStatus::NotModified;
                 state.http_status = (status != 0).then_some(status);
@@ -193,6 +206,8 @@ impl Sieve {
                 mut entries,
                 boilerplate,
             } => {
+                self.metrics
+                    .poll("ok", Some(status), bytes, elapsed.as_secs_f64());
                 // Feeds list newest first; store oldest first so seq follows publication.
                 entries.reverse();
                 entries.sort_by_key(|(c, _)| c.published);
@@ -224,6 +239,7 @@ impl Sieve {
                 );
             }
             PollOutcome::Failed { status, error } => {
+                self.metrics.poll("error", status, 0, elapsed.as_secs_f64());
                 state.status = FeedStatus::Error;
                 state.http_status = status;
                 state.error = Some(error.clone());
@@ -232,6 +248,8 @@ impl Sieve {
                 warn!(feed = %feed.url, status = status.unwrap_or(0), elapsed_ms, failures = state.failures, error = %error, "Poll failed.");
             }
             PollOutcome::Gone { error } => {
+                self.metrics
+                    .poll("gone", Some(410), 0, elapsed.as_secs_f64());
                 state.status = FeedStatus::Gone;
                 state.http_status = Some(410);
                 state.error = Some(error.clone());
@@ -239,6 +257,7 @@ impl Sieve {
                 warn!(feed = %feed.url, status = 410, elapsed_ms, "Feed is gone (410); polling stops.");
             }
             PollOutcome::Deferred { reason } => {
+                self.metrics.poll("deferred", None, 0, 0.0);
                 self.summary
                     .deferred
                     .push((feed.url.clone(), reason.clone()));
@@ -270,6 +289,7 @@ impl Sieve {
                 Inserted::Stored { seq, id } => {
                     debug!(feed = %c.feed, seq, id = %id, title = %c.title, "Stored article.");
                     tally.new += 1;
+                    self.metrics.stored();
                     return Ok(());
                 }
                 Inserted::Taken(m) => m,
@@ -286,6 +306,7 @@ impl Sieve {
             "Dropped duplicate."
         );
         tally.duplicates += 1;
+        self.metrics.duplicate(found.reason.as_str());
         Ok(())
     }
 }

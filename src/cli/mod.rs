@@ -6,7 +6,9 @@
 //! anything else. Output goes to stdout, logs and errors to stderr; a closed stdout
 //! (`feedsieve articles | head`) ends the command quietly with 0.
 
+mod follow;
 mod inspect;
+mod manage;
 mod read;
 
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::catalog::NewFeed;
 use crate::config::{Config, ConfigError};
 use crate::scheduler::Mode;
 use crate::telemetry::{self, LogFormat};
@@ -53,8 +56,28 @@ enum Command {
     Articles(Paging),
     /// Print suppressed duplicates as NDJSON, ascending seq.
     Duplicates(Paging),
-    /// Print each feed's state as NDJSON.
-    Feeds,
+    /// Print each feed's state as NDJSON, or add, remove, import and export feeds.
+    Feeds {
+        #[command(subcommand)]
+        action: Option<FeedsAction>,
+    },
+    /// Print the newest articles as NDJSON; with --follow, go on printing them as they are stored.
+    Tail {
+        /// Keep printing new articles as they are stored (across daemon restarts).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Start after this seq instead of with the last 10 articles.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+    },
+    /// Print the next batch of articles for a named consumer, then commit its offset.
+    Consume {
+        /// The consumer's name (letters, digits, '.', '_', '-').
+        name: String,
+        /// At most this many articles (1 to 1000).
+        #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+    },
     /// Parse one feed (file or URL) and print its normalized entries as NDJSON; stores nothing.
     Inspect {
         /// A file path or an http(s) URL.
@@ -69,6 +92,39 @@ enum Command {
     },
     /// Validate the config and exit: 0 when valid, 2 otherwise.
     Check,
+}
+
+/// What `feeds` does besides listing.
+#[derive(Debug, Subcommand)]
+enum FeedsAction {
+    /// Add a feed at run time (persisted; the running daemon polls it at once).
+    Add {
+        /// The feed's URL (http or https).
+        url: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Its own polling interval ("15m").
+        #[arg(long, value_name = "DURATION")]
+        interval: Option<String>,
+        /// A tag (repeat for several).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// Remove a feed added at run time (its articles stay).
+    Remove {
+        /// The feed's URL or id.
+        #[arg(value_name = "URL_OR_ID")]
+        target: String,
+    },
+    /// Add every feed of an OPML file (folders and categories become tags).
+    Import {
+        /// The OPML file.
+        #[arg(value_name = "FILE.opml")]
+        file: PathBuf,
+    },
+    /// Print every feed as OPML 2.0.
+    Export,
 }
 
 /// `--after` and `--limit` of the reading commands.
@@ -220,9 +276,39 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             let config = load_config(cli.config.as_ref())?;
             Ok(runtime()?.block_on(read::explain(&config, &target))?)
         }
-        Command::Feeds => {
+        Command::Feeds { action } => {
             let config = load_config(cli.config.as_ref())?;
-            Ok(runtime()?.block_on(read::feeds(&config))?)
+            let rt = runtime()?;
+            Ok(match action {
+                None => rt.block_on(read::feeds(&config)),
+                Some(FeedsAction::Add {
+                    url,
+                    name,
+                    interval,
+                    tags,
+                }) => rt.block_on(manage::add(
+                    &config,
+                    NewFeed {
+                        url,
+                        name,
+                        interval,
+                        tags,
+                    },
+                )),
+                Some(FeedsAction::Remove { target }) => {
+                    rt.block_on(manage::remove(&config, &target))
+                }
+                Some(FeedsAction::Import { file }) => rt.block_on(manage::import(&config, &file)),
+                Some(FeedsAction::Export) => rt.block_on(manage::export(&config)),
+            }?)
+        }
+        Command::Tail { follow, after } => {
+            let config = load_config(cli.config.as_ref())?;
+            Ok(runtime()?.block_on(follow::tail(&config, follow, after))?)
+        }
+        Command::Consume { name, limit } => {
+            let config = load_config(cli.config.as_ref())?;
+            Ok(runtime()?.block_on(follow::consume(&config, &name, limit as usize))?)
         }
         Command::Inspect { target } => {
             let config = match cli.config.as_ref() {

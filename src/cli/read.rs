@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::app::{self, DaemonInfo};
+use crate::catalog::{self, Catalog, Feed, feed_id};
 use crate::config::Config;
 use crate::store::{self, FeedState, Store, StoreError};
 
@@ -37,7 +38,7 @@ impl Log {
 }
 
 /// Where records come from.
-enum Source {
+pub(super) enum Source {
     /// No database yet: nothing stored.
     Empty,
     /// The database, opened by this process.
@@ -47,42 +48,77 @@ enum Source {
 }
 
 /// An HTTP client for a running daemon's API.
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.get(&url);
+    /// Starts a request to `path` with the token, when there is one.
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        request
+    }
+
+    /// Starts a request to `path` carrying `body` as JSON.
+    pub(super) fn json_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.request(method, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+    }
+
+    /// Sends `request` and reads its JSON answer; an error status becomes an error carrying the
+    /// daemon's message.
+    pub(super) async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = request
             .send()
             .await
             .with_context(|| format!("the daemon's API at {} did not answer", self.base))?;
+        let url = response.url().to_string();
         let status = response.status();
         let body = response
             .bytes()
             .await
             .with_context(|| format!("reading {url}"))?;
         if !status.is_success() {
-            bail!(
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
+            #[derive(Deserialize)]
+            struct ApiError {
+                error: String,
+            }
+            match serde_json::from_slice::<ApiError>(&body) {
+                Ok(e) => bail!("the daemon answered {status}: {}", e.error),
+                Err(_) => bail!(
+                    "{url} answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ),
+            }
         }
         serde_json::from_slice(&body)
             .with_context(|| format!("{url} sent JSON this feedsieve cannot read"))
     }
+
+    /// GETs `path` and reads its JSON answer.
+    pub(super) async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(self.request(reqwest::Method::GET, path)).await
+    }
 }
 
-/// Opens the store, or finds the daemon that holds it.
-fn source(config: &Config) -> anyhow::Result<Source> {
-    if !config.data_dir.join("db").exists() {
+/// Opens the store, or finds the daemon that holds it. With `create`, a missing database is
+/// created (for commands that write); without, it reads as empty.
+pub(super) fn open(config: &Config, create: bool) -> anyhow::Result<Source> {
+    if !create && !config.data_dir.join("db").exists() {
         return Ok(Source::Empty);
     }
     let options = store::Options {
@@ -105,6 +141,7 @@ fn source(config: &Config) -> anyhow::Result<Source> {
             };
             let http = reqwest::Client::builder()
                 .no_proxy()
+                .connect_timeout(std::time::Duration::from_secs(5))
                 .build()
                 .context("cannot build an HTTP client")?;
             Ok(Source::Daemon(Client {
@@ -115,6 +152,11 @@ fn source(config: &Config) -> anyhow::Result<Source> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens the store for reading, or finds the daemon that holds it.
+fn source(config: &Config) -> anyhow::Result<Source> {
+    open(config, false)
 }
 
 /// One page of a log from the API.
@@ -198,21 +240,26 @@ pub async fn explain(config: &Config, target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints each configured feed's state.
+/// Prints every feed (the config file's and those added at run time) with its state.
 pub async fn feeds(config: &Config) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match source(config)? {
         Source::Empty => {
             for f in &config.feeds {
+                let feed = Feed {
+                    id: feed_id(&f.url),
+                    source: catalog::Source::Config,
+                    config: f.clone(),
+                };
                 let state = FeedState::pending(&f.url, f.name.as_deref().unwrap_or(&f.url));
-                serde_json::to_writer(&mut out, &state.public())?;
+                serde_json::to_writer(&mut out, &feed.record(&state))?;
                 out.write_all(b"\n")?;
             }
         }
         Source::Local(store) => {
-            for state in store.feed_list(&config.feeds)? {
-                serde_json::to_writer(&mut out, &state.public())?;
+            for (feed, state) in Catalog::new(config.feeds.clone(), store).states()? {
+                serde_json::to_writer(&mut out, &feed.record(&state))?;
                 out.write_all(b"\n")?;
             }
         }

@@ -30,7 +30,7 @@ pub mod hosts;
 pub mod policy;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
@@ -38,8 +38,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
+use crate::catalog::Change;
 use crate::config::{FeedConfig, PollConfig};
 use crate::poll::{PollOutcome, PollReport, Poller};
 use crate::store::FeedStatus;
@@ -68,7 +69,12 @@ enum Event {
 
 /// The polling loop's configuration and limits.
 pub struct Scheduler {
-    feeds: Vec<FeedConfig>,
+    /// Feed slots; a removed feed leaves `None` (its queued poll is skipped).
+    feeds: Vec<Option<FeedConfig>>,
+    /// Slot of each feed by URL.
+    slots: HashMap<String, usize>,
+    /// Catalog changes to apply while running.
+    changes: Option<mpsc::UnboundedReceiver<Change>>,
     poller: Poller,
     policy: Policy,
     concurrency: usize,
@@ -86,11 +92,57 @@ impl Scheduler {
     /// A scheduler for `feeds` with the limits of `poll`, polling through `poller`.
     pub fn new(feeds: Vec<FeedConfig>, poll: &PollConfig, poller: Poller) -> Scheduler {
         Scheduler {
-            feeds,
+            slots: feeds
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.url.clone(), i))
+                .collect(),
+            feeds: feeds.into_iter().map(Some).collect(),
+            changes: None,
             poller,
             policy: Policy::new(poll),
             concurrency: poll.concurrency,
             hosts: Hosts::new(poll.per_host, poll.host_gap),
+        }
+    }
+
+    /// Applies the catalog's changes (feeds added, changed, removed at run time) as they come.
+    pub fn with_changes(mut self, changes: mpsc::UnboundedReceiver<Change>) -> Scheduler {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// Feed `i`'s settings, unless it was removed.
+    fn feed(&self, i: usize) -> Option<&FeedConfig> {
+        self.feeds.get(i).and_then(Option::as_ref)
+    }
+
+    /// Applies one catalog change; returns a slot to poll soon, for a new feed.
+    fn apply(&mut self, change: Change) -> Option<usize> {
+        match change {
+            Change::Added(feed) | Change::Updated(feed) => match self.slots.get(&feed.url) {
+                Some(&i) => {
+                    // The new interval applies from the feed's next poll on.
+                    info!(feed = %feed.url, "Feed settings changed.");
+                    self.feeds[i] = Some(feed);
+                    None
+                }
+                None => {
+                    info!(feed = %feed.url, "Feed added; polling it now.");
+                    self.slots.insert(feed.url.clone(), self.feeds.len());
+                    self.feeds.push(Some(feed));
+                    Some(self.feeds.len() - 1)
+                }
+            },
+            Change::Removed(url) => {
+                // The slot is retired, not reused: a poll of it still queued or in flight is
+                // dropped when it comes up, and a feed added again later gets a fresh slot.
+                if let Some(i) = self.slots.remove(&url) {
+                    info!(feed = %url, "Feed removed; polling stops.");
+                    self.feeds[i] = None;
+                }
+                None
+            }
         }
     }
 
@@ -112,6 +164,7 @@ impl Scheduler {
             }
         }
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        let mut changes = self.changes.take();
         let mut in_flight = 0usize;
         loop {
             let now = Instant::now();
@@ -121,6 +174,9 @@ impl Scheduler {
                     break;
                 }
                 queue.pop();
+                if self.feed(i).is_none() {
+                    continue;
+                }
                 let host = host_of(&self.current_url(i));
                 match self.hosts.blocked_until(&host, now) {
                     Some(until) if mode == Mode::Once => self.defer(i, until, &reports).await,
@@ -131,6 +187,11 @@ impl Scheduler {
                 let Some((host, i)) = self.hosts.next(now) else {
                     break;
                 };
+                if self.feed(i).is_none() {
+                    // Removed while it waited for its host.
+                    self.hosts.request_done(&host, now);
+                    continue;
+                }
                 in_flight += 1;
                 self.spawn_poll(i, host, &reports, &events_tx, &abort, tracker);
             }
@@ -162,11 +223,16 @@ impl Scheduler {
                     }
                     Event::PollDone { feed, next } => {
                         in_flight -= 1;
-                        if let (Mode::Forever, Some(next)) = (mode, next) {
+                        if let (Mode::Forever, Some(next), Some(_)) = (mode, next, self.feed(feed)) {
                             queue.push(Reverse((next, feed)));
                         }
                     }
                 },
+                Some(change) = next_change(&mut changes) => {
+                    if let Some(i) = self.apply(change) {
+                        queue.push(Reverse((Instant::now(), i)));
+                    }
+                }
                 () = sleep_until(wake) => {}
             }
         }
@@ -179,7 +245,7 @@ impl Scheduler {
     /// When feed `i` is first due, or `None` when it is gone. Also restores a host block left by
     /// a rate-limited feed.
     fn first_due(&mut self, i: usize, mode: Mode, now: Instant) -> Option<Instant> {
-        let feed = &self.feeds[i];
+        let feed = self.feed(i)?.clone();
         let state = self.poller.store().feed_state(&feed.url).ok().flatten();
         if state.as_ref().is_some_and(|s| s.status == FeedStatus::Gone) {
             return None;
@@ -198,7 +264,7 @@ impl Scheduler {
         match mode {
             Mode::Once => Some(now),
             Mode::Forever => {
-                let base = self.policy.interval(feed, None);
+                let base = self.policy.interval(&feed, None);
                 let spread = (base / 20).min(Duration::from_secs(5));
                 Some(now + waiting.unwrap_or_else(|| spread.mul_f64(fastrand::f64())))
             }
@@ -207,7 +273,9 @@ impl Scheduler {
 
     /// The URL feed `i` is fetched from (its permanent new home, if it moved).
     fn current_url(&self, i: usize) -> String {
-        let feed = &self.feeds[i];
+        let Some(feed) = self.feed(i) else {
+            return String::new();
+        };
         match self.poller.store().feed_state(&feed.url) {
             Ok(Some(state)) => state.location.unwrap_or_else(|| feed.url.clone()),
             _ => feed.url.clone(),
@@ -216,9 +284,13 @@ impl Scheduler {
 
     /// Reports feed `i` as not polled in this pass because its host is blocked until `until`.
     async fn defer(&self, i: usize, until: Instant, reports: &mpsc::Sender<PollReport>) {
+        let Some(feed) = self.feed(i).cloned() else {
+            return;
+        };
         let wait = until.saturating_duration_since(Instant::now());
         let report = PollReport {
-            feed: self.feeds[i].clone(),
+            interval: self.policy.interval(&feed, None),
+            feed,
             started: now_millis(),
             elapsed: Duration::ZERO,
             outcome: PollOutcome::Deferred {
@@ -228,7 +300,6 @@ impl Scheduler {
                 ),
             },
             next_fetch: Some(now_millis() + chrono::Duration::from_std(wait).unwrap_or_default()),
-            interval: self.policy.interval(&self.feeds[i], None),
             backoff: Some(wait),
             moved_to: None,
         };
@@ -244,7 +315,9 @@ impl Scheduler {
         abort: &CancellationToken,
         tracker: &TaskTracker,
     ) {
-        let feed = self.feeds[i].clone();
+        let Some(feed) = self.feed(i).cloned() else {
+            return;
+        };
         let poller = self.poller.clone();
         let policy = self.policy.clone();
         let reports = reports.clone();
@@ -346,6 +419,14 @@ impl Drop for HostSlot {
 /// The wall clock to the millisecond: the precision of every timestamp feedsieve records.
 pub fn now_millis() -> chrono::DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
+}
+
+/// The next catalog change, or never when there is no catalog to listen to.
+async fn next_change(changes: &mut Option<mpsc::UnboundedReceiver<Change>>) -> Option<Change> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -112,12 +112,17 @@ pub enum StoreError {
     WriterTaken,
 }
 
+/// Records read from a seq log: (seq, NDJSON record) pairs.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
 /// A handle on the database: cheap to clone, safe to share between tasks for reading.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     main: sled::Tree,
     feeds: sled::Tree,
+    consumers: sled::Tree,
+    catalog: sled::Tree,
     tables: BlockTables,
     shared: Arc<Shared>,
 }
@@ -128,6 +133,8 @@ struct Shared {
     _lock: File,
     writer_taken: AtomicBool,
     path: PathBuf,
+    /// The last article seq stored; readers wait on it for new articles.
+    stored: tokio::sync::watch::Sender<u64>,
 }
 
 /// Options for opening a store.
@@ -215,15 +222,19 @@ impl Store {
         let store = Store {
             main: db.open_tree("main")?,
             feeds: db.open_tree("feeds")?,
+            consumers: db.open_tree("consumers")?,
+            catalog: db.open_tree("catalog")?,
             db,
             tables: BlockTables::new(options.max_distance),
             shared: Arc::new(Shared {
                 _lock: lock,
                 writer_taken: AtomicBool::new(false),
                 path: data_dir.to_path_buf(),
+                stored: tokio::sync::watch::Sender::new(0),
             }),
         };
         store.check_format()?;
+        store.shared.stored.send_replace(store.last_article_seq()?);
         Ok(store)
     }
 
@@ -312,6 +323,48 @@ impl Store {
             .into_iter()
             .map(|(seq, json)| Ok((seq, self.with_also_seen(seq, &json)?)))
             .collect()
+    }
+
+    /// Article records as consumers see them (with `also_seen`), scanning the log from `from`
+    /// (inclusive) forward or backward, keeping those whose stored record passes `keep`, until
+    /// `limit` are kept or `budget` records were looked at. Returns the kept (seq, record) pairs,
+    /// in scan order, and the last seq looked at (`None` when the scan found nothing), so that a
+    /// filtered page over a long log stays cheap and the caller can resume where it stopped.
+    pub fn scan_articles(
+        &self,
+        from: u64,
+        backward: bool,
+        limit: usize,
+        budget: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Records, Option<u64>), StoreError> {
+        let range = if backward {
+            keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, from)
+        } else {
+            keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, u64::MAX)
+        };
+        let mut iter = self.main.range(range);
+        let mut kept = Vec::new();
+        let mut last = None;
+        for _ in 0..budget {
+            let next = if backward {
+                iter.next_back()
+            } else {
+                iter.next()
+            };
+            let Some(kv) = next else { break };
+            let (k, v) = kv?;
+            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            last = Some(seq);
+            let json = json_part(seq, v)?;
+            if keep(&json) {
+                kept.push((seq, self.with_also_seen(seq, &json)?));
+                if kept.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((kept, last))
     }
 
     /// An article record with its `also_seen` appended.
@@ -449,6 +502,12 @@ impl Store {
         }
     }
 
+    /// Hears the seq of every article stored from now on (the latest one: a reader that wakes up
+    /// late reads everything after its own cursor from the store, so nothing is lost).
+    pub fn watch_articles(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.stored.subscribe()
+    }
+
     /// The last article seq handed out (0 when none).
     pub fn last_article_seq(&self) -> Result<u64, StoreError> {
         Ok(self.meta(SEQ_ARTICLES)?.unwrap_or(0))
@@ -465,6 +524,56 @@ impl Store {
                 })
             })
             .transpose()
+    }
+
+    /// The committed offset of a named consumer (0 when it never acknowledged anything).
+    pub fn consumer_offset(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .consumers
+            .get(name)?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// Commits a named consumer's offset and flushes it: an acknowledged offset survives a crash.
+    /// Consumers are independent of the article log, so any holder of the store may write them.
+    pub fn set_consumer_offset(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        self.consumers.insert(name, &seq.to_be_bytes())?;
+        self.consumers.flush()?;
+        Ok(())
+    }
+
+    /// Every named consumer and its committed offset.
+    pub fn consumer_offsets(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.consumers
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    keys::read_u64(&v).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    /// The feeds added at run time, as stored (JSON values by URL).
+    pub fn catalog_entries(&self) -> Result<Vec<sled::IVec>, StoreError> {
+        self.catalog.iter().values().map(|v| Ok(v?)).collect()
+    }
+
+    /// Saves (or replaces) a feed added at run time.
+    pub fn put_catalog_entry(&self, url: &str, json: &[u8]) -> Result<(), StoreError> {
+        self.catalog.insert(url, json)?;
+        self.catalog.flush()?;
+        Ok(())
+    }
+
+    /// Forgets a feed added at run time; true when it was there.
+    pub fn remove_catalog_entry(&self, url: &str) -> Result<bool, StoreError> {
+        let was = self.catalog.remove(url)?.is_some();
+        self.catalog.flush()?;
+        Ok(was)
     }
 
     /// The given feeds, in the given order, each with its stored state (or `pending` when never
@@ -760,6 +869,7 @@ impl Writer {
         }
         main.apply_batch(batch)?;
         self.next_article += 1;
+        self.store.shared.stored.send_replace(seq);
         Ok(Inserted::Stored { seq, id })
     }
 
