@@ -154,8 +154,11 @@ pub struct FeedRecord<'a> {
 impl Feed {
     /// This feed's record, with its stored `state`.
     pub fn record<'a>(&'a self, state: &'a FeedState) -> FeedRecord<'a> {
+        let mut view = state.public();
+        // The catalog's name is current; the state's is as of the last poll.
+        view.name = self.config.name.as_deref().unwrap_or(&self.config.url);
         FeedRecord {
-            state: state.public(),
+            state: view,
             id: &self.id,
             source: self.source,
             tags: &self.config.tags,

@@ -103,3 +103,143 @@ fn off_loopback_every_request_needs_the_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("api.token_file"));
 }
+
+#[test]
+fn on_loopback_changes_need_the_token_and_reads_do_not() {
+    use crate::util::http;
+    // No token configured: reads work, changes are refused with the way out.
+    let env = TestEnv::new("");
+    let daemon = env.start_daemon();
+    let addr = env.api_addr();
+    assert_eq!(http_get(&addr, "/v1/feeds", None).0, 200);
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/v1/feeds",
+        None,
+        Some(r#"{"url": "https://a.example/rss"}"#),
+    );
+    assert_eq!(status, 401);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("api.token_file")
+    );
+    assert_eq!(daemon.stop().code(), Some(0));
+
+    // A token file: every change needs it, compared exactly.
+    let env = TestEnv::new("[api]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"secrets/token\"\n");
+    std::fs::create_dir_all(env.dir.path().join("secrets")).unwrap();
+    std::fs::write(env.dir.path().join("secrets/token"), "correct-horse\n").unwrap();
+    let daemon = env.start_daemon();
+    let addr = env.api_addr();
+    let body = Some(r#"{"url": "https://a.example/rss"}"#);
+    for token in [
+        None,
+        Some("correct"),
+        Some("correct-horse-battery"),
+        Some(""),
+    ] {
+        assert_eq!(
+            http(&addr, "POST", "/v1/feeds", token, body).0,
+            401,
+            "{token:?}"
+        );
+        assert_eq!(http(&addr, "DELETE", "/v1/feeds/x", token, None).0, 401);
+        assert_eq!(
+            http(
+                &addr,
+                "POST",
+                "/v1/consumers/c/ack",
+                token,
+                Some(r#"{"seq":0}"#)
+            )
+            .0,
+            401
+        );
+    }
+    assert_eq!(
+        http(&addr, "POST", "/v1/feeds", Some("correct-horse"), body).0,
+        201
+    );
+    assert_eq!(http_get(&addr, "/v1/articles", None).0, 200);
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn the_clean_stream_is_re_exported_as_atom_and_json_feed_and_metrics_count_it() {
+    let server = FeedServer::start();
+    server.set(
+        "/herald.rss",
+        std::fs::read(data("feeds/herald.rss")).unwrap(),
+        "application/rss+xml",
+    );
+    server.set(
+        "/kell.atom",
+        std::fs::read(data("feeds/kell.atom")).unwrap(),
+        "application/atom+xml",
+    );
+    let env = TestEnv::new(&format!(
+        "[poll]\nhost_gap = \"0s\"\n[[feeds]]\nurl = \"{}\"\ntags = [\"town\"]\n[[feeds]]\nurl = \"{}\"\ntags = [\"science\"]\n",
+        server.url("/herald.rss"),
+        server.url("/kell.atom")
+    ));
+    let daemon = env.start_daemon();
+    let addr = env.api_addr();
+    wait_until(Duration::from_secs(20), "three articles", || {
+        env.records(&["articles"]).len() == 3
+    });
+    let stored = env.records(&["articles"]);
+
+    let (status, atom) = http_get(&addr, "/v1/feed.atom", None);
+    assert_eq!(status, 200);
+    let feed = feed_rs::parser::parse(atom.as_bytes()).expect("our Atom parses");
+    assert_eq!(feed.entries.len(), 3);
+    // Newest first, plain text, the original link.
+    assert_eq!(
+        feed.entries[0].title.as_ref().unwrap().content,
+        stored[2]["title"].as_str().unwrap()
+    );
+    assert_eq!(
+        feed.entries[0].links[0].href,
+        stored[2]["url"].as_str().unwrap()
+    );
+    assert!(!atom.contains("<p>"), "no markup from the sources");
+
+    let (status, json_feed) = http_get(&addr, "/v1/feed.json?tag=science", None);
+    assert_eq!(status, 200);
+    let parsed = json(&json_feed);
+    assert_eq!(parsed["version"], "https://jsonfeed.org/version/1.1");
+    assert_eq!(parsed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        parsed["items"][0]["_feedsieve"]["feed"],
+        server.url("/kell.atom")
+    );
+    let feed = feed_rs::parser::parse(json_feed.as_bytes()).expect("our JSON Feed parses");
+    assert_eq!(feed.entries.len(), 1);
+    assert_eq!(
+        http_get(&addr, "/v1/feed.atom?limit=2", None)
+            .1
+            .matches("<entry>")
+            .count(),
+        2
+    );
+    assert_eq!(http_get(&addr, "/v1/feed.json?limit=x", None).0, 400);
+
+    let (status, metrics) = http_get(&addr, "/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        "feedsieve_articles_stored_total 3",
+        "feedsieve_polls_total{result=\"ok\"} 2",
+        "feedsieve_http_responses_total{status=\"200\"} 2",
+        "feedsieve_last_article_seq 3",
+        "feedsieve_feeds 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(daemon.stop().code(), Some(0));
+}

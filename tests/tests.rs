@@ -5,6 +5,10 @@ mod util;
 
 // The HTTP API: cursor paging, records by id, 400 for bad parameters, the token off loopback.
 mod api;
+// Named consumers: at-least-once batches, offsets across restarts; `tail --follow`.
+mod consumers;
+// Feeds added, changed and removed at run time, through the API and the CLI.
+mod catalog;
 // Config errors exit 2 naming file, line and key; `check` validates without starting.
 mod config;
 // Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.
@@ -19,7 +23,13 @@ mod duplicates;
 mod faults;
 // Hostile servers: timeouts, caps, bombs, lies, charsets; each costs only its own feed.
 mod hostile;
+// OPML import with real-world files, and export that imports back to the same feeds.
+mod opml;
+// The OpenAPI document: every operation answers as documented.
+mod openapi;
 // Politeness: publisher hints, per-host limits, Retry-After, backoff, gone, redirects, jitter.
 mod polite;
+// The live stream: every article once, in order, across a restart; filters.
+mod stream;
 // Articles from RSS 2.0, Atom and JSON Feed are stored with every field.
 mod formats;

@@ -16,6 +16,9 @@ use crate::catalog::{self, Catalog, Feed, feed_id};
 use crate::config::Config;
 use crate::store::{self, FeedState, Store, StoreError};
 
+/// How long a command waits for a database another command holds (without a daemon).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Records fetched per page, locally or from the API.
 const PAGE: u64 = 1000;
 
@@ -125,7 +128,21 @@ pub(super) fn open(config: &Config, create: bool) -> anyhow::Result<Source> {
         max_distance: config.dedup.max_distance,
         ..store::Options::default()
     };
-    match Store::open(&config.data_dir, &options) {
+    let started = std::time::Instant::now();
+    let opened = loop {
+        match Store::open(&config.data_dir, &options) {
+            // Another short command (a script's `consume`, a `tail` between two reads) holds
+            // the database for a moment: wait for it rather than fail.
+            Err(StoreError::Locked { .. })
+                if app::read_daemon_info(&config.data_dir).is_none()
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match opened {
         Ok(store) => Ok(Source::Local(store)),
         Err(StoreError::Locked { path }) => {
             let Some(DaemonInfo { listen, .. }) = app::read_daemon_info(&config.data_dir) else {

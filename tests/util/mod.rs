@@ -5,6 +5,7 @@
 
 pub mod hostile;
 pub mod server;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -343,4 +344,111 @@ impl TestEnv {
         .expect("daemon.json is JSON");
         info["listen"].as_str().expect("listen").to_string()
     }
+}
+
+/// An HTTP/1.1 request with any method and an optional JSON body: (status, body).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+/// Made-up words, so that generated articles are distinct stories to dedup.
+fn vocabulary() -> Vec<String> {
+    let onsets = [
+        "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st",
+    ];
+    let vowels = ["a", "e", "i", "o", "u", "ai", "ou"];
+    let codas = ["", "n", "r", "s", "l", "t", "m"];
+    let mut words = Vec::new();
+    for o in onsets {
+        for v in vowels {
+            for c in codas {
+                for v2 in ["a", "o", "i"] {
+                    words.push(format!("{o}{v}{c}{v2}"));
+                }
+            }
+        }
+    }
+    words
+}
+
+/// A distinct article body of about `words` made-up words, by `seed`, in paragraphs.
+pub fn distinct_text(seed: u64, words: usize) -> String {
+    let vocab = vocabulary();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = String::new();
+    for i in 0..words {
+        if i > 0 {
+            out.push_str(if i % 40 == 0 { ".\n\n" } else { " " });
+        }
+        out.push_str(&vocab[rng.usize(..vocab.len())]);
+    }
+    out.push('.');
+    out
+}
+
+/// An RSS feed of `count` distinct stories; item `i` has guid `{prefix}-{i}` and a text seeded
+/// by `prefix` and `i`, so two feeds with different prefixes share nothing.
+pub fn generated_feed(prefix: &str, count: usize) -> String {
+    let seed = prefix
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)));
+    let items: Vec<(String, String, String, String)> = (0..count)
+        .map(|i| {
+            (
+                format!("{prefix}-{i}"),
+                format!("https://{prefix}.example/story/{i}"),
+                format!("Story {i} of {prefix}"),
+                distinct_text(seed.wrapping_mul(1_000_003).wrapping_add(i as u64), 120),
+            )
+        })
+        .collect();
+    let list: Vec<Item> = items
+        .iter()
+        .map(|(guid, link, title, text)| Item {
+            guid,
+            link,
+            title,
+            text,
+            date: "Thu, 12 Mar 2026 10:00:00 GMT",
+        })
+        .collect();
+    rss(prefix, &list)
 }
