@@ -133,9 +133,11 @@ fn per_host_limits_and_gaps_hold_and_a_busy_host_does_not_starve_the_others() {
     );
     let mut starts: Vec<_> = hits.iter().map(|h| h.at).collect();
     starts.sort();
+    // Seen at the server, so accept and thread scheduling on a loaded machine blur the 100 ms
+    // by a few milliseconds either way; without the gap they would be microseconds apart.
     for w in starts.windows(2) {
         assert!(
-            w[1] - w[0] >= Duration::from_millis(95),
+            w[1] - w[0] >= Duration::from_millis(80),
             "requests to one host {:?} apart",
             w[1] - w[0]
         );

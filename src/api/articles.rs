@@ -86,6 +86,11 @@ impl Filter {
         self.feeds.is_none()
     }
 
+    /// Whether an article of the feed with this URL passes.
+    pub(super) fn keeps_feed(&self, feed: &str) -> bool {
+        self.feeds.as_ref().is_none_or(|f| f.contains(feed))
+    }
+
     /// Whether the stored record `json` passes.
     pub(super) fn keeps(&self, json: &[u8]) -> bool {
         match &self.feeds {
@@ -105,7 +110,7 @@ pub(super) async fn page(
     limit: usize,
 ) -> Result<(Vec<(u64, Vec<u8>)>, u64), ApiError> {
     let store = state.store.clone();
-    blocking(move || {
+    blocking(state, move || {
         if filter.is_all() {
             let rows = store.article_records_after(after, limit)?;
             let next = rows.last().map_or(after, |(seq, _)| *seq);
@@ -162,7 +167,7 @@ pub(super) async fn one(
     let store = state.store.clone();
     let found = {
         let id = id.clone();
-        blocking(move || Ok(store.article_by_id(&id)?)).await?
+        blocking(&state, move || Ok(store.article_by_id(&id)?)).await?
     };
     match found {
         Some(v) => Ok(json(String::from_utf8_lossy(&v).into_owned())),
@@ -179,7 +184,7 @@ pub(super) async fn duplicates(
     let after = params.seq("after")?;
     let limit = params.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     let store = state.store.clone();
-    let rows: Vec<(u64, Vec<u8>)> = blocking(move || {
+    let rows: Vec<(u64, Vec<u8>)> = blocking(&state, move || {
         Ok(store
             .duplicates_after(after, limit)?
             .into_iter()
@@ -209,7 +214,10 @@ pub(super) async fn explain(
     let store = state.store.clone();
     let found = {
         let target = target.clone();
-        blocking(move || Ok(crate::explain::explain(&store, &target)?)).await?
+        blocking(&state, move || {
+            Ok(crate::explain::explain(&store, &target)?)
+        })
+        .await?
     };
     match found {
         Some(e) => Ok(json(serde_json::to_string(&e).unwrap_or_default())),

@@ -36,8 +36,10 @@ fn name_ok(name: &str) -> Result<(), ApiError> {
 /// `GET /v1/consumers`: every consumer, its offset, and how far behind it is.
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let (offsets, last) =
-        blocking(move || Ok((store.consumer_offsets()?, store.last_article_seq()?))).await?;
+    let (offsets, last) = blocking(&state, move || {
+        Ok((store.consumer_offsets()?, store.last_article_seq()?))
+    })
+    .await?;
     let consumers: Vec<_> = offsets
         .iter()
         .map(|(name, offset)| {
@@ -65,7 +67,7 @@ pub(super) async fn next(
     let store = state.store.clone();
     let offset = {
         let name = name.clone();
-        blocking(move || Ok(store.consumer_offset(&name)?)).await?
+        blocking(&state, move || Ok(store.consumer_offset(&name)?)).await?
     };
     let (rows, next) = page(&state, Filter::default(), offset, limit).await?;
     let extra = format!(
@@ -92,7 +94,7 @@ pub(super) async fn ack(
     let Ack { seq } = body(&raw)?;
     let store = state.store.clone();
     let answer = name.clone();
-    blocking(move || {
+    blocking(&state, move || {
         let last = store.last_article_seq()?;
         if seq > last {
             return Err(ApiError::bad_request(format!(

@@ -32,7 +32,7 @@ async fn newest(
     let limit = params.limit(DEFAULT_ENTRIES, MAX_ENTRIES)?;
     let filter = Filter::from_params(state, &params)?;
     let store = state.store.clone();
-    let articles = blocking(move || {
+    let articles = blocking(state, move || {
         let last = store.last_article_seq()?;
         if last == 0 {
             return Ok(Vec::new());

@@ -12,7 +12,7 @@ use crate::catalog::{FeedPatch, NewFeed};
 /// `GET /v1/feeds`: `{"feeds": [...]}`.
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let catalog = state.catalog.clone();
-    let body = blocking(move || {
+    let body = blocking(&state, move || {
         let states = catalog.states()?;
         let records: Vec<_> = states.iter().map(|(f, s)| f.record(s)).collect();
         Ok(serde_json::json!({ "feeds": records }).to_string())
@@ -24,7 +24,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
 /// The record of one feed, by id or URL.
 async fn record(state: &ApiState, id: String) -> Result<String, ApiError> {
     let catalog = state.catalog.clone();
-    blocking(move || match catalog.state(&id)? {
+    blocking(state, move || match catalog.state(&id)? {
         Some((feed, s)) => Ok(serde_json::to_string(&feed.record(&s)).unwrap_or_default()),
         None => Err(ApiError::not_found(format!(
             "no feed with id or URL {id:?}"
@@ -45,7 +45,7 @@ pub(super) async fn one(
 pub(super) async fn add(State(state): State<ApiState>, raw: Bytes) -> Result<Response, ApiError> {
     let new: NewFeed = body(&raw)?;
     let catalog = state.catalog.clone();
-    let feed = blocking(move || Ok(catalog.add(new)?)).await?;
+    let feed = blocking(&state, move || Ok(catalog.add(new)?)).await?;
     let record = record(&state, feed.id).await?;
     Ok((StatusCode::CREATED, json(record)).into_response())
 }
@@ -58,7 +58,7 @@ pub(super) async fn update(
 ) -> Result<Response, ApiError> {
     let patch: FeedPatch = body(&raw)?;
     let catalog = state.catalog.clone();
-    let feed = blocking(move || Ok(catalog.update(&id, patch)?)).await?;
+    let feed = blocking(&state, move || Ok(catalog.update(&id, patch)?)).await?;
     Ok(json(record(&state, feed.id).await?))
 }
 
@@ -68,7 +68,7 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let catalog = state.catalog.clone();
-    let body = blocking(move || {
+    let body = blocking(&state, move || {
         let feed = catalog.remove(&id)?;
         Ok(serde_json::json!({ "removed": { "id": feed.id, "url": feed.config.url } }).to_string())
     })

@@ -62,6 +62,8 @@ pub struct ApiState {
     token: Option<Arc<str>>,
     token_for_reads: bool,
     shutdown: CancellationToken,
+    hub: Arc<stream::Hub>,
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -80,6 +82,8 @@ impl ApiState {
             token: token.map(Arc::from),
             token_for_reads,
             shutdown: CancellationToken::new(),
+            hub: Arc::new(stream::Hub::default()),
+            readers: Arc::new(tokio::sync::Semaphore::new(reader_threads())),
         }
     }
 
@@ -95,6 +99,14 @@ impl ApiState {
         self.shutdown = shutdown;
         self
     }
+}
+
+/// Requests that may read the store at once: one core's worth less than the machine has, at
+/// least one, so that the sieve always has a core.
+fn reader_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 /// The router for all routes.
@@ -201,10 +213,21 @@ fn json(body: impl Into<String>) -> Response {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+async fn spawn_read<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await?
+}
+
+/// Runs a request's blocking store work off the async threads, a few requests at a time: readers
+/// hammering the API queue here instead of crowding the sieve off the CPU, so ingestion keeps
+/// its pace under any read load.
+async fn blocking<T: Send + 'static>(
+    state: &ApiState,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = state.readers.acquire().await.map_err(ApiError::internal)?;
+    spawn_read(work).await
 }
 
 /// Checks the bearer token where one is required.
@@ -262,7 +285,7 @@ async fn openapi() -> Response {
 async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let catalog = state.catalog.clone();
-    let (last, disk, feeds, consumers) = blocking(move || {
+    let (last, disk, feeds, consumers) = blocking(&state, move || {
         Ok((
             store.last_article_seq()?,
             store.size_on_disk()?,

@@ -319,10 +319,60 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.articles_after(after, limit)?
-            .into_iter()
-            .map(|(seq, json)| Ok((seq, self.with_also_seen(seq, &json)?)))
+        let rows = self.articles_after(after, limit)?;
+        let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        // One scan of the page's `also` keys instead of one per article.
+        let mut seen: HashMap<u64, Vec<u64>> = HashMap::new();
+        let end = keys::also_prefix(last.saturating_add(1));
+        for key in self.main.range(keys::also_prefix(*first)..end).keys() {
+            let key = key?;
+            if let (Some(article), Some(dup)) =
+                (keys::read_u64(&key[1..]), keys::read_u64(&key[9..]))
+            {
+                seen.entry(article).or_default().push(dup);
+            }
+        }
+        rows.into_iter()
+            .map(|(seq, json)| {
+                let dups = seen.remove(&seq).unwrap_or_default();
+                Ok((seq, self.record_with(&json, &dups)?))
+            })
             .collect()
+    }
+
+    /// An article record with its `also_seen` appended.
+    fn with_also_seen(&self, seq: u64, json: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut dups = Vec::new();
+        for key in self.main.scan_prefix(keys::also_prefix(seq)).keys() {
+            if let Some(dup) = keys::read_u64(&key?[9..]) {
+                dups.push(dup);
+            }
+        }
+        self.record_with(json, &dups)
+    }
+
+    /// An article record with the duplicates `dups` as its `also_seen`.
+    fn record_with(&self, json: &[u8], dups: &[u64]) -> Result<Vec<u8>, StoreError> {
+        let mut seen = Vec::with_capacity(dups.len());
+        for &dup in dups {
+            if let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, dup))? {
+                let record = json_part(dup, v)?;
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
+                if let Some(o) = value.as_object_mut() {
+                    o.remove("duplicate_of");
+                }
+                seen.push(value);
+            }
+        }
+        let mut out = Vec::with_capacity(json.len() + 16 + seen.len() * 200);
+        out.extend_from_slice(json.strip_suffix(b"}").unwrap_or(json));
+        out.extend_from_slice(b",\"also_seen\":");
+        out.extend_from_slice(&to_json(&seen));
+        out.push(b'}');
+        Ok(out)
     }
 
     /// Article records as consumers see them (with `also_seen`), scanning the log from `from`
@@ -365,32 +415,6 @@ impl Store {
             }
         }
         Ok((kept, last))
-    }
-
-    /// An article record with its `also_seen` appended.
-    fn with_also_seen(&self, seq: u64, json: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut seen = Vec::new();
-        for key in self.main.scan_prefix(keys::also_prefix(seq)).keys() {
-            let key = key?;
-            let Some(dup) = keys::read_u64(&key[9..]) else {
-                continue;
-            };
-            if let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, dup))? {
-                let record = json_part(dup, v)?;
-                let mut value: serde_json::Value =
-                    serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
-                if let Some(o) = value.as_object_mut() {
-                    o.remove("duplicate_of");
-                }
-                seen.push(value);
-            }
-        }
-        let mut out = Vec::with_capacity(json.len() + 16 + seen.len() * 200);
-        out.extend_from_slice(json.strip_suffix(b"}").unwrap_or(json));
-        out.extend_from_slice(b",\"also_seen\":");
-        out.extend_from_slice(&to_json(&seen));
-        out.push(b'}');
-        Ok(out)
     }
 
     /// The duplicate record `seq` (NDJSON bytes) and the fingerprint the copy had.
