@@ -140,3 +140,40 @@ fn the_stream_filters_by_tag_and_rejects_a_bad_last_event_id() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(daemon.stop().code(), Some(0));
 }
+
+#[test]
+fn a_client_that_stops_reading_holds_up_neither_ingestion_nor_other_clients() {
+    let server = FeedServer::start();
+    for f in 0..8 {
+        server.set(
+            &format!("/f{f}.rss"),
+            generated_feed(&format!("slow{f}"), 50),
+            "application/rss+xml",
+        );
+    }
+    let mut config = String::from("[poll]\nhost_gap = \"0s\"\nper_host = 8\ninterval = \"1h\"\n");
+    for f in 0..8 {
+        config.push_str(&format!(
+            "[[feeds]]\nurl = \"{}\"\n",
+            server.url(&format!("/f{f}.rss"))
+        ));
+    }
+    let env = TestEnv::new(&config);
+    let daemon = env.start_daemon();
+    let addr = env.api_addr();
+    // Connected before anything is stored, then never read from again.
+    let stalled = SseClient::connect(&addr, "/v1/stream", None).unwrap();
+    assert_eq!(stalled.status, 200);
+    let mut reader = SseClient::connect(&addr, "/v1/stream", None).unwrap();
+    let mut seqs = Vec::new();
+    read_articles(&mut reader, 400, &mut seqs);
+    assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+    assert_eq!(env.records(&["articles"]).len(), 400);
+    let (_, metrics) = crate::util::http_get(&addr, "/metrics", None);
+    assert!(
+        metrics.lines().any(|l| l == "feedsieve_stream_clients 2"),
+        "{metrics}"
+    );
+    drop(stalled);
+    assert_eq!(daemon.stop().code(), Some(0));
+}
