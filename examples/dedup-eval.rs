@@ -330,7 +330,7 @@ fn run(
 ) -> (BTreeMap<&'static str, Tally>, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path(), &Options::default()).expect("store");
-    store.ensure_near_layout(|_| {}).expect("layout");
+    store.prepare_lookup().expect("dedup indexes");
     let mut writer = store.writer().expect("writer");
     let now = Utc::now();
     let mut seq_of: HashMap<u64, usize> = HashMap::new();
@@ -657,7 +657,7 @@ fn seed_case(settings: Settings) {
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path(), &Options::default()).expect("store");
-    store.ensure_near_layout(|_| {}).expect("layout");
+    store.prepare_lookup().expect("dedup indexes");
     let mut writer = store.writer().expect("writer");
     for (guid, text) in [("syria", syria.join("\n\n")), ("chicago", chicago)] {
         let c = candidate("seed://originals", guid, text);

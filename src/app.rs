@@ -65,22 +65,20 @@ pub fn read_daemon_info(data_dir: &Path) -> Option<DaemonInfo> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Opens the store for `config`, re-indexing when the near index was built for another distance.
+/// Opens the store for `config` and loads (or, the first time, builds) its dedup indexes.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = store::Options {
         max_distance: config.dedup.max_distance,
         ..store::Options::default()
     };
     let store = Store::open(&config.data_dir, &options)?;
-    let reindexed = store
-        .ensure_near_layout(|n| info!(articles = n, "Re-indexing the near-duplicate tables."))?;
-    if reindexed > 0 {
-        info!(
-            articles = reindexed,
-            max_distance = config.dedup.max_distance,
-            "Near-duplicate tables rebuilt."
-        );
-    }
+    let started = std::time::Instant::now();
+    let window = store.prepare_lookup()?;
+    info!(
+        articles = window,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "Dedup indexes ready."
+    );
     Ok(store)
 }
 

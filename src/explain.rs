@@ -123,7 +123,7 @@ pub fn explain(store: &Store, target: &str) -> Result<Option<Explanation>, Store
     probes.sort_unstable();
     probes.dedup();
     let fp = keys.fingerprint();
-    for o in store.overlaps(&probes, &fp, 2 * SHOWN)? {
+    for o in store.anchored(&probes, &fp, 2 * SHOWN)? {
         seqs.insert(o.seq, ());
     }
     if let Some(seq) = item

@@ -60,8 +60,6 @@ pub struct Summary {
 
 /// How often the sieve takes articles past `dedup.window` out of the similarity indexes.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-/// Articles one sweep step forgets at most before the sieve goes back to its reports.
-const SWEEP_BUDGET: usize = 1000;
 
 /// The single writer task's state.
 pub struct Sieve {
@@ -104,29 +102,20 @@ impl Sieve {
         self.summary
     }
 
-    /// Forgets, in the similarity indexes, articles older than the window (in steps, so that a
-    /// long backlog after a long stop does not hold up the reports for long).
+    /// Forgets, in the similarity indexes, articles older than the window.
     pub fn sweep(&mut self) {
         self.last_sweep = Some(std::time::Instant::now());
         let Ok(window) = chrono::Duration::from_std(self.window) else {
             return;
         };
         let cutoff = Utc::now() - window;
-        let mut total = 0;
-        loop {
-            match self.writer.expire_before(cutoff, SWEEP_BUDGET) {
-                Ok(n) => {
-                    total += n;
-                    if n < SWEEP_BUDGET {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "Could not expire old fingerprints; will try again.");
-                    break;
-                }
+        let total = match self.writer.expire_before(cutoff) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "Could not expire old fingerprints; will try again.");
+                0
             }
-        }
+        };
         if total > 0 {
             info!(articles = total, window = ?self.window, "Older articles left the dedup indexes.");
         }

@@ -9,7 +9,7 @@
 //!
 //! With k = 3 the blocks are 16 bits wide: among 1,000,000 random fingerprints a range holds about
 //! 15 entries, so a lookup reads about 60 keys. [`BlockTables`] is only the arithmetic; the store
-//! lays the tables out in sled.
+//! keeps the tables in memory ([`crate::store::lookup`]).
 
 /// The k+1 block tables for a maximum distance k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

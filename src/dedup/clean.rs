@@ -94,11 +94,10 @@ pub fn story_text_with<'a>(text: &'a str, boilerplate: &Boilerplate) -> Cow<'a, 
 
 /// A short first paragraph that only names an author or a date.
 fn is_byline(para: &str) -> bool {
-    let words = para.split_whitespace().count();
-    words <= 10
-        && ["By ", "Posted ", "Published ", "Updated ", "BY "]
-            .iter()
-            .any(|p| para.starts_with(p))
+    ["By ", "Posted ", "Published ", "Updated ", "BY "]
+        .iter()
+        .any(|p| para.starts_with(p))
+        && para.split_whitespace().nth(10).is_none()
 }
 
 /// The paragraph without its dateline, if it has one.
@@ -131,8 +130,10 @@ fn strip_dateline(para: &str) -> Option<&str> {
 
 /// All the cues in one automaton, matched ASCII-case-insensitively in a single pass.
 static CUES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    // A DFA: the search runs over every body, and the cues are few.
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(BOILERPLATE_CUES)
         .ok()
 });

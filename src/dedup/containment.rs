@@ -118,17 +118,26 @@ fn winnow(shingles: &[u64]) -> Vec<u64> {
     if shingles.len() <= WINDOW {
         marks.extend(shingles.iter().min());
     } else {
+        // The rightmost minimum of each window, as in the paper. It stays the minimum while it
+        // is in the window unless a smaller (or equal, further right) shingle enters; only when
+        // it leaves is the window scanned again.
         let mut last: Option<usize> = None;
+        let mut min = 0usize;
         for start in 0..=shingles.len() - WINDOW {
-            // The rightmost minimum of the window, as in the paper.
-            let (off, _) = shingles[start..start + WINDOW].iter().enumerate().fold(
-                (0, u64::MAX),
-                |best, (i, &h)| if h <= best.1 { (i, h) } else { best },
-            );
-            let pos = start + off;
-            if last != Some(pos) {
-                marks.push(shingles[pos]);
-                last = Some(pos);
+            let end = start + WINDOW - 1;
+            if start == 0 || min < start {
+                min = start;
+                for i in start..=end {
+                    if shingles[i] <= shingles[min] {
+                        min = i;
+                    }
+                }
+            } else if shingles[end] <= shingles[min] {
+                min = end;
+            }
+            if last != Some(min) {
+                marks.push(shingles[min]);
+                last = Some(min);
             }
         }
     }
@@ -266,6 +275,17 @@ impl Overlap {
         let (a, b) = self.long_shares(candidate_long);
         a.max(b)
     }
+}
+
+/// Whether a stored article could take part in any of [`decide`]'s rules, from bounds cheap to
+/// know without its marks: at most `long_shared` long marks in common with the candidate (an
+/// upper bound), and the exact simhash `distance`. Rule 1 needs [`MIN_OWN_SHARE`] of the
+/// candidate's long marks and rule 3 [`COMPOSED_PART`] (the smaller) from each article it uses;
+/// rule 2 needs the simhashes within [`SPREAD_DISTANCE`]. When no article found for a candidate
+/// could, [`decide`] cannot say `contained`, so its stored marks need not be read.
+pub fn may_matter(long_shared: u32, candidate_long: u32, distance: u32) -> bool {
+    distance <= SPREAD_DISTANCE
+        || f64::from(long_shared) >= COMPOSED_PART.min(MIN_OWN_SHARE) * f64::from(candidate_long)
 }
 
 /// Which rule made a candidate `contained`, and with what share.
@@ -472,5 +492,82 @@ mod tests {
         // A one-sentence summary quoted from the story: too short.
         let summary = fingerprint(&words[..25].join(" "));
         assert!(decide(&summary, &[overlap(1, &summary, &stored)], 0.7).is_none());
+    }
+
+    #[test]
+    fn decide_never_needs_an_article_that_may_not_matter() {
+        // Random overlaps around the thresholds: whenever decide says contained, some overlap
+        // passes may_matter with its exact counts (which any upper bound also passes).
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let long = rng.u32(1..120);
+            let short = rng.u32(1..120);
+            let fp = Fingerprint {
+                simhash: 0,
+                content: 0,
+                words: 400,
+                short_marks: (0..u64::from(short)).collect(),
+                long_marks: (0..u64::from(long)).collect(),
+                anchors: Vec::new(),
+            };
+            let overlaps: Vec<Overlap> = (0..rng.usize(1..5))
+                .map(|i| {
+                    let hits: Vec<u32> = (0..long).filter(|_| rng.bool()).collect();
+                    Overlap {
+                        seq: i as u64 + 1,
+                        short_shared: rng.u32(0..=short),
+                        short_stored: rng.u32(1..150),
+                        long_stored: rng.u32(1..150).max(hits.len() as u32),
+                        long_hits: hits
+                            .into_iter()
+                            .take(rng.usize(0..=long as usize))
+                            .collect(),
+                        distance: rng.u32(0..40),
+                    }
+                })
+                .collect();
+            if decide(&fp, &overlaps, 0.7).is_some() {
+                assert!(
+                    overlaps
+                        .iter()
+                        .any(|o| may_matter(o.long_shared(), long, o.distance)),
+                    "{overlaps:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn winnowing_keeps_the_rightmost_minimum_of_every_window() {
+        // The paper's definition, window by window, against the incremental version.
+        fn naive(shingles: &[u64]) -> Vec<u64> {
+            if shingles.len() <= WINDOW {
+                return shingles.iter().min().copied().into_iter().collect();
+            }
+            let mut marks = Vec::new();
+            let mut last = None;
+            for start in 0..=shingles.len() - WINDOW {
+                let mut pos = start;
+                for i in start..start + WINDOW {
+                    if shingles[i] <= shingles[pos] {
+                        pos = i;
+                    }
+                }
+                if last != Some(pos) {
+                    marks.push(shingles[pos]);
+                    last = Some(pos);
+                }
+            }
+            marks.sort_unstable();
+            marks.dedup();
+            marks
+        }
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..2000 {
+            let len = rng.usize(0..60);
+            // Few distinct values, so that ties are common.
+            let shingles: Vec<u64> = (0..len).map(|_| rng.u64(0..8)).collect();
+            assert_eq!(winnow(&shingles), naive(&shingles), "{shingles:?}");
+        }
     }
 }

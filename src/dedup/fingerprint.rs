@@ -62,6 +62,12 @@ const ASCII_WORD: [u8; 256] = {
 /// already NFKC is normalized first. One pass over the bytes: ASCII through a table, other
 /// characters decoded where they start.
 pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
+    // Words are lowercase letters, digits and whole lowercased characters: valid UTF-8.
+    for_each_word_bytes(text, |w| f(std::str::from_utf8(w).unwrap_or_default()));
+}
+
+/// [`for_each_word`], handing out each word's UTF-8 bytes (what the hashes take).
+fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
     let normalized;
     let text = if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
         text
@@ -93,13 +99,12 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
             i += 1;
         }
         if !word.is_empty() {
-            // Lowercase letters and digits, and whole lowercased characters: valid UTF-8.
-            f(std::str::from_utf8(&word).unwrap_or_default());
+            f(&word);
             word.clear();
         }
     }
     if !word.is_empty() {
-        f(std::str::from_utf8(&word).unwrap_or_default());
+        f(&word);
     }
 }
 
@@ -121,14 +126,14 @@ pub fn fingerprint(text: &str) -> Fingerprint {
 pub fn fingerprint_with(text: &str, boilerplate: &super::clean::Boilerplate) -> Fingerprint {
     let story = super::clean::story_text_with(text, boilerplate);
     let mut all: Vec<u64> = Vec::with_capacity(text.len() / 5);
-    for_each_word(text, |w| all.push(word_hash(w)));
+    for_each_word_bytes(text, |w| all.push(word_hash_bytes(w)));
     let story_hashes: Vec<u64>;
     let hashes = if matches!(story, std::borrow::Cow::Borrowed(_)) {
         &all
     } else {
         story_hashes = {
             let mut v = Vec::with_capacity(story.len() / 5);
-            for_each_word(&story, |w| v.push(word_hash(w)));
+            for_each_word_bytes(&story, |w| v.push(word_hash_bytes(w)));
             v
         };
         &story_hashes
@@ -170,7 +175,11 @@ fn content_hash(word_hashes: &[u64]) -> u64 {
 
 /// The stable hash of one (already lowercased) word.
 pub fn word_hash(word: &str) -> u64 {
-    xxh3_64_with_seed(word.as_bytes(), WORD_SEED)
+    word_hash_bytes(word.as_bytes())
+}
+
+fn word_hash_bytes(word: &[u8]) -> u64 {
+    xxh3_64_with_seed(word, WORD_SEED)
 }
 
 /// `1000 * (1 + ln tf)`, rounded, from a fixed table: integer weights make the simhash independent
@@ -250,10 +259,35 @@ pub fn is_stop_word(word: &str) -> bool {
     is_stop_hash(word_hash(word))
 }
 
-/// [`is_stop_word`] by the word's [`word_hash`].
+/// [`is_stop_word`] by the word's [`word_hash`]: one probe, rarely two, in a small open-addressed
+/// table (about half the words of a text are stop words, so this runs for every word).
 fn is_stop_hash(hash: u64) -> bool {
-    STOP_HASHES.binary_search(&hash).is_ok()
+    let table = &*STOP_TABLE;
+    let mask = table.len() - 1;
+    let mut i = (hash as usize) & mask;
+    loop {
+        match table[i] {
+            0 => return false,
+            h if h == hash => return true,
+            _ => i = (i + 1) & mask,
+        }
+    }
 }
+
+/// [`STOP_HASHES`] in a table of a power-of-two size, a quarter full; 0 marks an empty slot
+/// (no stop word hashes to 0).
+static STOP_TABLE: LazyLock<Vec<u64>> = LazyLock::new(|| {
+    let size = (STOP_HASHES.len() * 4).next_power_of_two();
+    let mut table = vec![0u64; size];
+    for &h in STOP_HASHES.iter().filter(|&&h| h != 0) {
+        let mut i = (h as usize) & (size - 1);
+        while table[i] != 0 {
+            i = (i + 1) & (size - 1);
+        }
+        table[i] = h;
+    }
+    table
+});
 
 /// The stop words' hashes, sorted: the list below and every one-character word (letters and
 /// digits of the ASCII range; other single characters are rare enough to carry meaning).

@@ -1,23 +1,20 @@
-//! Key encodings. Everything that must change together (an article, its ids, its index entries,
-//! the sequence counters) lives in one tree, `main`, under a one-byte prefix per kind, so that one
-//! sled batch writes it atomically. Numbers are big-endian so that sled's lexicographic order is
-//! numeric order (the seq logs depend on it).
+//! Key encodings. Everything that must change together (an article, its item id, the sequence
+//! counters) lives in one tree, `main`, under a one-byte prefix per kind, so that one sled batch
+//! writes it atomically. Numbers are big-endian so that sled's lexicographic order is numeric
+//! order (the seq logs depend on it).
 //!
 //! | key                                   | value                                            |
 //! |---------------------------------------|--------------------------------------------------|
 //! | `a` seq (u64)                         | article record ([`super::records::encode_article`]) |
 //! | `d` duplicate seq (u64)               | duplicate record (same encoding as articles)     |
 //! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item |
-//! | `g` guid (globally unique ones)       | article seq                                      |
-//! | `u` canonical url                     | article seq                                      |
-//! | `c` content hash (u64)                | article seq                                      |
-//! | `s` table (u8) block (u64)            | postings: (simhash u64, seq u64)*                |
-//! | `w` anchor mark (u64)                 | postings: seq u64*                               |
 //! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |
-//! | `m` name                              | counters and layout facts                        |
+//! | `m` name                              | counters and facts (format, database id)         |
 //!
-//! Feed states live in their own tree, `feeds`, keyed by feed URL: they are written after the
-//! articles of a poll and need no atomicity with them.
+//! The dedup indexes are not here: they live in memory ([`super::lookup`]), saved to
+//! `lookup.bin`, and can always be rebuilt from the article and duplicate records. Feed states,
+//! named consumers' offsets and the feeds added at run time live in their own trees (`feeds`,
+//! `consumers`, `catalog`): they need no atomicity with the articles.
 
 /// Prefix of article records.
 pub const ARTICLE: u8 = b'a';
@@ -49,34 +46,6 @@ fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
 /// Key of an item id (what became of an item a feed delivered).
 pub fn item(id: &str) -> Vec<u8> {
     tagged(b'i', id.as_bytes())
-}
-
-/// Key of a globally unique guid.
-pub fn guid(guid: &str) -> Vec<u8> {
-    tagged(b'g', guid.as_bytes())
-}
-
-/// Key of a canonical link.
-pub fn url(url: &str) -> Vec<u8> {
-    tagged(b'u', url.as_bytes())
-}
-
-/// Key of a content hash.
-pub fn content(hash: u64) -> Vec<u8> {
-    tagged(b'c', &hash.to_be_bytes())
-}
-
-/// Key of one block of one near-duplicate table.
-pub fn near(table: u32, block: u64) -> [u8; 10] {
-    let mut k = [b's'; 10];
-    k[1] = table as u8;
-    k[2..].copy_from_slice(&block.to_be_bytes());
-    k
-}
-
-/// Key of a containment anchor.
-pub fn anchor(mark: u64) -> [u8; 9] {
-    logged(b'w', mark)
 }
 
 /// Key of a counter or layout fact.

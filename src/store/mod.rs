@@ -1,5 +1,5 @@
-//! Store: the sled database that holds every unique article, the dedup indexes, the duplicate
-//! records and each feed's polling state.
+//! Store: the sled database that holds every unique article, the duplicate records and each
+//! feed's polling state, and the dedup indexes over them, kept in memory ([`lookup`]).
 //!
 //! In: verdicts from the sieve. Out: ordered, resumable reads for the CLI and the API.
 //!
@@ -7,58 +7,61 @@
 //! - **Order.** Articles and duplicates each get a sequence number from a counter kept in the
 //!   database and written in the same batch as the record, so seq is strictly increasing and
 //!   never reused, even across crashes.
-//! - **Atomicity.** An article, its item id, its index entries and the counter are one sled batch
-//!   on one tree ([`keys`] shows the layout): after a crash an article is either fully indexed or
-//!   absent.
+//! - **Atomicity.** An article, its item id and the counter are one sled batch on one tree
+//!   ([`keys`] shows the layout): after a crash an article is either stored or absent. The dedup
+//!   indexes are derived from the records and rebuilt from them when in doubt.
 //! - **One writer.** All writes go through the single [`Writer`], owned by the sieve, so a dedup
-//!   check and the insert that follows it cannot interleave with another insert, and the writer
-//!   may read an index entry and write it back (posting lists) without a transaction. The exact
-//!   keys (guid, url, content) are checked again just before the write as a second line.
+//!   check and the insert that follows it cannot interleave with another insert. The exact keys
+//!   (guid, url, content) are checked again just before the write as a second line.
 //! - **Durability.** sled writes its log to disk every 500 ms; [`Store::flush`] forces it (the
-//!   daemon calls it on shutdown and `run --once` before exiting). A hard crash loses at most the
-//!   last half second of writes, never consistency.
+//!   daemon calls it on shutdown and `run --once` before exiting), then saves the dedup indexes.
+//!   A hard crash loses at most the last half second of writes, never consistency: the indexes
+//!   file only ever holds articles already on disk, and opening indexes what came after it.
 //! - **One process.** A lock file in the data directory admits one process at a time; a second
 //!   one gets [`StoreError::Locked`] and the CLI goes through the running daemon's API instead.
 //!
 //! # Costs
 //! Measured on sled 0.34 (see README): a point read is 0.2 µs when the key is absent and about
-//! 1 µs when present, but every key written costs 4 to 8 µs. So indexes are laid out to be read
-//! by point lookups and to cost few writes per article: the near-duplicate tables are posting
-//! lists per block value, and containment indexes a consistent sample of anchors per article
-//! rather than every mark.
+//! 1 µs when present while the database fits sled's cache, but tens of microseconds once it
+//! does not, and every key written costs 4 to 8 µs. So sled holds only what must be durable,
+//! three keys per article, and every dedup check is answered from memory; sled is read only to
+//! confirm a hit (a guid or link hash, an anchor's candidates).
 
 pub mod keys;
+pub mod lookup;
 pub mod records;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 
 use crate::config::FeedConfig;
-use crate::dedup::blocks::BlockTables;
 use crate::dedup::containment::Overlap;
-use crate::dedup::fingerprint::{Fingerprint, distance};
-use crate::dedup::{self, MIN_NEAR_WORDS, Match};
+use crate::dedup::fingerprint::Fingerprint;
+use crate::dedup::{self, Match};
 use crate::parse::Candidate;
+use lookup::{Indexed, Lookup};
 pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedView};
 
 /// Bumped when the on-disk layout changes incompatibly. 2: containment keeps short and long marks.
-const FORMAT: u64 = 2;
+/// 3: the dedup indexes moved out of sled into [`lookup`] (a format-2 database is migrated by
+/// deleting its index keys).
+const FORMAT: u64 = 3;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs; the working set is the recent part of the indexes.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
-/// Articles kept per containment anchor; an anchor shared by more is boilerplate, not evidence.
-pub const MAX_ANCHOR_POSTINGS: usize = 64;
+pub use lookup::MAX_ANCHOR_POSTINGS;
 
 const SEQ_ARTICLES: &str = "seq.articles";
 const SEQ_DUPLICATES: &str = "seq.duplicates";
 const FORMAT_KEY: &str = "format";
-const NEAR_LAYOUT: &str = "near.max_distance";
-const WINDOW_CURSOR: &str = "window.cursor";
+const DB_ID: &str = "db.id";
+/// The lookup tables' file in the data directory.
+const LOOKUP_FILE: &str = "lookup.bin";
 
 /// A store failure. Expected outcomes (a duplicate, a re-listed item) are never errors.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +126,6 @@ pub struct Store {
     feeds: sled::Tree,
     consumers: sled::Tree,
     catalog: sled::Tree,
-    tables: BlockTables,
     shared: Arc<Shared>,
 }
 
@@ -135,6 +137,14 @@ struct Shared {
     path: PathBuf,
     /// The last article seq stored; readers wait on it for new articles.
     stored: tokio::sync::watch::Sender<u64>,
+    /// The dedup indexes, built on first use (reading commands never need them).
+    lookup: OnceLock<RwLock<Lookup>>,
+    /// Held while the lookup tables are built, so they are built once.
+    building: Mutex<()>,
+    /// The distance the near tables answer for.
+    max_distance: u32,
+    /// This database's random id, which the lookup file must carry.
+    db_id: AtomicU64,
 }
 
 /// Options for opening a store.
@@ -225,22 +235,35 @@ impl Store {
             consumers: db.open_tree("consumers")?,
             catalog: db.open_tree("catalog")?,
             db,
-            tables: BlockTables::new(options.max_distance),
             shared: Arc::new(Shared {
                 _lock: lock,
                 writer_taken: AtomicBool::new(false),
                 path: data_dir.to_path_buf(),
                 stored: tokio::sync::watch::Sender::new(0),
+                lookup: OnceLock::new(),
+                building: Mutex::new(()),
+                max_distance: options.max_distance.min(63),
+                db_id: AtomicU64::new(0),
             }),
         };
         store.check_format()?;
+        let db_id = match store.meta(DB_ID)? {
+            Some(id) => id,
+            None => {
+                let id = fastrand::u64(1..);
+                store.main.insert(keys::meta(DB_ID), &id.to_be_bytes())?;
+                id
+            }
+        };
+        store.shared.db_id.store(db_id, Ordering::Relaxed);
         store.shared.stored.send_replace(store.last_article_seq()?);
         Ok(store)
     }
 
-    /// Refuses a database in another layout; stamps a new one.
+    /// Refuses a database in another layout; stamps a new one; migrates format 2.
     fn check_format(&self) -> Result<(), StoreError> {
         match self.meta(FORMAT_KEY)? {
+            Some(2) => self.migrate_from_2(),
             Some(found) if found != FORMAT => Err(StoreError::Format {
                 path: self.shared.path.clone(),
                 found,
@@ -252,6 +275,140 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Format 2 kept the dedup indexes in sled; they are rebuilt in memory now, so their keys
+    /// go (near postings, anchors, guid, link and content keys, and two layout counters).
+    fn migrate_from_2(&self) -> Result<(), StoreError> {
+        let mut removed = 0u64;
+        for prefix in [b's', b'w', b'g', b'u', b'c'] {
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for key in self.main.scan_prefix([prefix]).keys().take(10_000) {
+                    batch.remove(key?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                self.main.apply_batch(batch)?;
+                removed += n;
+            }
+        }
+        for name in ["near.max_distance", "window.cursor"] {
+            self.main.remove(keys::meta(name))?;
+        }
+        self.main
+            .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
+        self.db.flush()?;
+        tracing::info!(
+            keys = removed,
+            "Database migrated from format 2 to 3: the dedup indexes now live in memory."
+        );
+        Ok(())
+    }
+
+    /// The dedup indexes, loaded or built on first use: from `lookup.bin` when it matches this
+    /// database, plus the articles stored after it; else from the whole log, logging progress.
+    fn lookup(&self) -> Result<&RwLock<Lookup>, StoreError> {
+        if let Some(l) = self.shared.lookup.get() {
+            return Ok(l);
+        }
+        let _building = self
+            .shared
+            .building
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = self.shared.lookup.get() {
+            return Ok(l);
+        }
+        let built = self.build_lookup()?;
+        Ok(self.shared.lookup.get_or_init(|| RwLock::new(built)))
+    }
+
+    fn build_lookup(&self) -> Result<Lookup, StoreError> {
+        let started = std::time::Instant::now();
+        let path = self.shared.path.join(LOOKUP_FILE);
+        let db_id = self.shared.db_id.load(Ordering::Relaxed);
+        let last_article = self.last_article_seq()?;
+        let last_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
+        let (mut l, from) = match Lookup::load(&path, db_id, self.shared.max_distance) {
+            // A file ahead of the database (a database restored from an older copy) is no use.
+            Some(l) if l.last_article <= last_article && l.last_duplicate <= last_duplicate => {
+                let from = "lookup.bin";
+                (l, from)
+            }
+            _ => (Lookup::new(self.shared.max_distance), "the article log"),
+        };
+        let behind = last_article - l.last_article;
+        if behind > 100_000 {
+            tracing::info!(
+                articles = behind,
+                "Indexing stored articles for dedup (once; later starts read lookup.bin)."
+            );
+        }
+        let mut done = 0u64;
+        for kv in self.main.range(
+            keys::logged(keys::ARTICLE, l.last_article.saturating_add(1))
+                ..=keys::logged(keys::ARTICLE, u64::MAX),
+        ) {
+            let (k, v) = kv?;
+            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
+            let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "article record"))?;
+            let a: IdAndUrl =
+                serde_json::from_slice(json).map_err(|e| corrupt(seq, &e.to_string()))?;
+            l.add_article(&Indexed {
+                seq,
+                id: &a.id,
+                global_guid: dedup::is_global_guid(&ak.guid).then_some(ak.guid.as_str()),
+                url: a.url.as_deref(),
+                stored_ms: ak.stored_ms,
+                simhash: ak.simhash,
+                content: ak.content,
+                words: ak.words,
+                anchors: &ak.anchors,
+                long_marks: &ak.long_marks,
+            });
+            done += 1;
+            if done.is_multiple_of(100_000) {
+                tracing::info!(articles = done, of = behind, "Indexing for dedup.");
+            }
+        }
+        for kv in self.main.range(
+            keys::logged(keys::DUPLICATE, l.last_duplicate.saturating_add(1))
+                ..=keys::logged(keys::DUPLICATE, u64::MAX),
+        ) {
+            let (k, v) = kv?;
+            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "duplicate record"))?;
+            let d: IdAndUrl =
+                serde_json::from_slice(json).map_err(|e| corrupt(seq, &e.to_string()))?;
+            l.add_duplicate(seq, &d.id);
+        }
+        l.last_article = l.last_article.max(last_article);
+        l.last_duplicate = l.last_duplicate.max(last_duplicate);
+        tracing::debug!(
+            from,
+            indexed = done,
+            window = l.window_len(),
+            memory_bytes = l.memory_bytes(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Dedup indexes ready."
+        );
+        Ok(l)
+    }
+
+    /// Reads the dedup indexes.
+    fn read_lookup(&self) -> Result<std::sync::RwLockReadGuard<'_, Lookup>, StoreError> {
+        Ok(self.lookup()?.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Loads or builds the dedup indexes now (the daemon does it before it polls, so the first
+    /// poll does not wait for it). Returns how many articles are in the dedup window.
+    pub fn prepare_lookup(&self) -> Result<usize, StoreError> {
+        Ok(self.read_lookup()?.window_len())
     }
 
     fn meta(&self, name: &str) -> Result<Option<u64>, StoreError> {
@@ -271,16 +428,28 @@ impl Store {
         if self.shared.writer_taken.swap(true, Ordering::SeqCst) {
             return Err(StoreError::WriterTaken);
         }
+        self.lookup()?;
         Ok(Writer {
             next_article: self.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1,
             next_duplicate: self.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1,
+            since_save: 0,
             store: self.clone(),
         })
     }
 
-    /// Writes everything buffered to disk; returns the bytes flushed.
+    /// Writes everything buffered to disk, then the dedup indexes (when they were built) to
+    /// `lookup.bin`, in that order, so that the file never holds an article the database could
+    /// still lose. Returns the bytes sled flushed.
     pub fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush()?)
+        let flushed = self.db.flush()?;
+        if let Some(l) = self.shared.lookup.get() {
+            let path = self.shared.path.join(LOOKUP_FILE);
+            l.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .save(&path, self.shared.db_id.load(Ordering::Relaxed))
+                .map_err(|source| StoreError::Io { path, source })?;
+        }
+        Ok(flushed)
     }
 
     /// Bytes the database occupies on disk.
@@ -288,18 +457,9 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Bytes of keys and values the dedup indexes take (everything but the article and duplicate
-    /// records and the counters): the simhash tables, the anchors, and the item, guid, link and
-    /// content keys. A full scan: for benchmarks and diagnostics.
+    /// Bytes the dedup indexes take in memory (approximate), for benchmarks and diagnostics.
     pub fn index_bytes(&self) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        for prefix in [b's', b'w', b'i', b'g', b'u', b'c', b'x'] {
-            for kv in self.main.scan_prefix([prefix]) {
-                let (k, v) = kv?;
-                total += (k.len() + v.len()) as u64;
-            }
-        }
-        Ok(total)
+        Ok(self.read_lookup()?.memory_bytes() as u64)
     }
 
     /// Up to `limit` article records with seq greater than `after`, as stored (without
@@ -438,26 +598,10 @@ impl Store {
             .and_then(|v| Some((v.first() == Some(&keys::ARTICLE), keys::read_u64(&v[1..])?))))
     }
 
-    /// Every stored article sharing a near-duplicate block with `simhash`, with its distance.
+    /// Every article in the dedup window sharing a near-duplicate block with `simhash`, with its
+    /// distance.
     pub fn near_candidates(&self, simhash: u64) -> Result<Vec<(u64, u32)>, StoreError> {
-        let mut out: Vec<(u64, u32)> = Vec::new();
-        for t in 0..self.tables.count() {
-            if let Some(list) = self
-                .main
-                .get(keys::near(t, self.tables.block_of(t, simhash)))?
-            {
-                for p in list.chunks_exact(16) {
-                    if let (Some(fp), Some(seq)) =
-                        (keys::read_u64(&p[..8]), keys::read_u64(&p[8..]))
-                    {
-                        out.push((seq, distance(fp, simhash)));
-                    }
-                }
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+        Ok(self.read_lookup()?.near_candidates(simhash))
     }
 
     /// Up to `limit` duplicate records with seq greater than `after`: (seq, NDJSON record).
@@ -614,72 +758,35 @@ impl Store {
             .collect()
     }
 
-    /// Makes the near index answer for this store's `max_distance`, rebuilding its tables when
-    /// they were built for another distance. Returns how many articles were re-indexed;
-    /// `progress` hears the count as it grows.
-    pub fn ensure_near_layout(&self, mut progress: impl FnMut(u64)) -> Result<u64, StoreError> {
-        let want = u64::from(self.tables.max_distance());
-        let have = self.meta(NEAR_LAYOUT)?;
-        if have == Some(want) {
-            return Ok(0);
-        }
-        let mut batch = sled::Batch::default();
-        for key in self.main.scan_prefix(b"s").keys() {
-            batch.remove(key?);
-        }
-        self.main.apply_batch(batch)?;
-        // One table at a time keeps the postings being built to a quarter of the whole. Articles
-        // the window already forgot stay forgotten.
-        let expired = self.meta(WINDOW_CURSOR)?.unwrap_or(0);
-        let mut done = 0u64;
-        for t in 0..self.tables.count() {
-            let mut postings: HashMap<u64, Vec<u8>> = HashMap::new();
-            let start = keys::logged(keys::ARTICLE, expired.saturating_add(1));
-            for kv in self
-                .main
-                .range(start..=keys::logged(keys::ARTICLE, u64::MAX))
-            {
-                let (k, v) = kv?;
-                let seq = keys::read_u64(&k[1..]).unwrap_or(0);
-                let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
-                if ak.words >= MIN_NEAR_WORDS {
-                    let list = postings
-                        .entry(self.tables.block_of(t, ak.simhash))
-                        .or_default();
-                    list.extend_from_slice(&ak.simhash.to_be_bytes());
-                    list.extend_from_slice(&seq.to_be_bytes());
-                }
-                if t == 0 {
-                    done += 1;
-                    if done.is_multiple_of(100_000) {
-                        progress(done);
-                    }
-                }
-            }
-            let mut batch = sled::Batch::default();
-            for (block, list) in postings {
-                batch.insert(&keys::near(t, block)[..], list);
-            }
-            self.main.apply_batch(batch)?;
-        }
-        self.main
-            .insert(keys::meta(NEAR_LAYOUT), &want.to_be_bytes())?;
-        progress(done);
-        Ok(done)
+    /// The article stored under this globally unique guid, confirmed against its record.
+    fn guid_seq(&self, guid: &str) -> Result<Option<u64>, StoreError> {
+        let Some(seq) = self.read_lookup()?.by_guid(guid) else {
+            return Ok(None);
+        };
+        Ok(self
+            .article_keys(seq)?
+            .filter(|k| k.guid == guid)
+            .map(|_| seq))
     }
 
-    fn index_seq(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
-        Ok(self.main.get(key)?.and_then(|v| keys::read_u64(&v)))
+    /// The article stored under this canonical link, confirmed against its record.
+    fn url_seq(&self, url: &str) -> Result<Option<u64>, StoreError> {
+        let Some(seq) = self.read_lookup()?.by_url(url) else {
+            return Ok(None);
+        };
+        Ok(self
+            .article(seq)?
+            .filter(|a| a.url.as_deref() == Some(url))
+            .map(|_| seq))
     }
 }
 
-/// Writes a posting list back, or removes it when it is empty.
-fn write_list(batch: &mut sled::Batch, key: &[u8], list: Vec<u8>) {
-    if list.is_empty() {
-        batch.remove(key);
-    } else {
-        batch.insert(key, list);
-    }
+/// The two fields the lookup tables read from a stored record.
+#[derive(serde::Deserialize)]
+struct IdAndUrl {
+    id: String,
+    #[serde(default)]
+    url: Option<String>,
 }
 
 /// The NDJSON record inside a stored article or duplicate value.
@@ -706,47 +813,23 @@ impl dedup::Index for Store {
     type Error = StoreError;
 
     fn seen_in_feed(&self, feed: &str, guid: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .main
-            .contains_key(keys::item(&article_id(feed, guid)))?)
+        Ok(self.read_lookup()?.seen(&article_id(feed, guid)))
     }
 
     fn by_guid(&self, guid: &str) -> Result<Option<u64>, StoreError> {
-        self.index_seq(&keys::guid(guid))
+        self.guid_seq(guid)
     }
 
     fn by_url(&self, url: &str) -> Result<Option<u64>, StoreError> {
-        self.index_seq(&keys::url(url))
+        self.url_seq(url)
     }
 
     fn by_content(&self, hash: u64) -> Result<Option<u64>, StoreError> {
-        self.index_seq(&keys::content(hash))
+        Ok(self.read_lookup()?.by_content(hash))
     }
 
     fn nearest(&self, simhash: u64, max_distance: u32) -> Result<Option<(u64, u32)>, StoreError> {
-        // The tables answer for the distance they were built for; a smaller one is a filter.
-        let max_distance = max_distance.min(self.tables.max_distance());
-        let mut best: Option<(u64, u32)> = None;
-        for t in 0..self.tables.count() {
-            let Some(list) = self
-                .main
-                .get(keys::near(t, self.tables.block_of(t, simhash)))?
-            else {
-                continue;
-            };
-            for posting in list.chunks_exact(16) {
-                let (Some(fp), Some(seq)) =
-                    (keys::read_u64(&posting[..8]), keys::read_u64(&posting[8..]))
-                else {
-                    continue;
-                };
-                let d = distance(fp, simhash);
-                if d <= max_distance && best.is_none_or(|(bs, bd)| (d, seq) < (bd, bs)) {
-                    best = Some((seq, d));
-                }
-            }
-        }
-        Ok(best)
+        Ok(self.read_lookup()?.nearest(simhash, max_distance))
     }
 
     fn overlaps(
@@ -755,19 +838,42 @@ impl dedup::Index for Store {
         candidate: &Fingerprint,
         limit: usize,
     ) -> Result<Vec<Overlap>, StoreError> {
-        // Articles sharing an anchor with the candidate...
-        let mut hits: HashMap<u64, u32> = HashMap::new();
-        for &a in anchors {
-            if let Some(list) = self.main.get(keys::anchor(a))? {
-                for seq in list.chunks_exact(8).filter_map(keys::read_u64) {
-                    *hits.entry(seq).or_insert(0) += 1;
-                }
+        // Articles sharing an anchor with the candidate; when none of them could make it
+        // `contained`, their marks need not be read.
+        let found = {
+            let lookup = self.read_lookup()?;
+            let found = lookup.anchor_hits(anchors, limit);
+            if !found
+                .iter()
+                .any(|&(seq, _)| lookup.may_matter(seq, &candidate.long_marks, candidate.simhash))
+            {
+                return Ok(Vec::new());
             }
-        }
-        let mut found: Vec<(u64, u32)> = hits.into_iter().collect();
-        found.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        found.truncate(limit);
-        // ...then their marks, compared exactly.
+            found
+        };
+        self.compare(found, candidate)
+    }
+}
+
+impl Store {
+    /// The stored articles indexed under any of `anchors` (at most `limit`, those sharing the
+    /// most first), each compared with `candidate` on its stored marks: what `explain` shows.
+    pub fn anchored(
+        &self,
+        anchors: &[u64],
+        candidate: &Fingerprint,
+        limit: usize,
+    ) -> Result<Vec<Overlap>, StoreError> {
+        let found = self.read_lookup()?.anchor_hits(anchors, limit);
+        self.compare(found, candidate)
+    }
+
+    fn compare(
+        &self,
+        found: Vec<(u64, u32)>,
+        candidate: &Fingerprint,
+    ) -> Result<Vec<Overlap>, StoreError> {
+        // Their marks, compared exactly.
         let mut out = Vec::with_capacity(found.len());
         for (seq, _) in found {
             if let Some(k) = self.article_keys(seq)? {
@@ -794,6 +900,8 @@ pub struct Writer {
     store: Store,
     next_article: u64,
     next_duplicate: u64,
+    /// Articles stored since `lookup.bin` was last written.
+    since_save: u64,
 }
 
 impl Writer {
@@ -809,34 +917,47 @@ impl Writer {
         fp: &Fingerprint,
         fetched: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        let main = &self.store.main;
-        let guid_key = dedup::is_global_guid(&c.guid).then(|| keys::guid(&c.guid));
-        let url_key = c.url.as_deref().map(keys::url);
-        let content_key = (fp.words >= dedup::MIN_CONTENT_WORDS).then(|| keys::content(fp.content));
-        for (key, reason) in [
-            (&guid_key, dedup::Reason::Guid),
-            (&url_key, dedup::Reason::Url),
-            (&content_key, dedup::Reason::Content),
-        ] {
-            if let Some(seq) = key
-                .as_ref()
-                .map(|k| self.store.index_seq(k))
-                .transpose()?
-                .flatten()
-            {
-                return Ok(Inserted::Taken(Match {
-                    seq,
-                    reason,
-                    distance: None,
-                    containment: None,
-                }));
-            }
+        let store = &self.store;
+        let global_guid = dedup::is_global_guid(&c.guid).then_some(c.guid.as_str());
+        let taken = [
+            (
+                global_guid
+                    .map(|g| store.guid_seq(g))
+                    .transpose()?
+                    .flatten(),
+                dedup::Reason::Guid,
+            ),
+            (
+                c.url
+                    .as_deref()
+                    .map(|u| store.url_seq(u))
+                    .transpose()?
+                    .flatten(),
+                dedup::Reason::Url,
+            ),
+            (
+                (fp.words >= dedup::MIN_CONTENT_WORDS)
+                    .then(|| store.read_lookup().map(|l| l.by_content(fp.content)))
+                    .transpose()?
+                    .flatten(),
+                dedup::Reason::Content,
+            ),
+        ];
+        if let Some((Some(seq), reason)) = taken.into_iter().find(|(seq, _)| seq.is_some()) {
+            return Ok(Inserted::Taken(Match {
+                seq,
+                reason,
+                distance: None,
+                containment: None,
+            }));
         }
 
         let seq = self.next_article;
         let base_id = article_id(&c.feed, &c.guid);
         // Two items whose ids collide (a 64-bit hash) keep distinct ids.
-        let id = if main.contains_key(keys::item(&base_id))? {
+        let id = if store.read_lookup()?.seen(&base_id)
+            && store.main.contains_key(keys::item(&base_id))?
+        {
             format!("{base_id}-{seq}")
         } else {
             base_id
@@ -861,39 +982,39 @@ impl Writer {
             long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
-        let seq_bytes = seq.to_be_bytes();
+        // The article, its id and the counter: one batch, so a crash keeps all or none.
         let mut batch = sled::Batch::default();
         batch.insert(
             &keys::logged(keys::ARTICLE, seq)[..],
             records::encode_article(&json, &stored),
         );
         batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
-        batch.insert(keys::meta(SEQ_ARTICLES), &seq_bytes[..]);
-        for key in [guid_key, url_key, content_key].into_iter().flatten() {
-            batch.insert(key, &seq_bytes[..]);
-        }
-        // Posting lists: read, append, write back (safe: this is the only writer).
-        if fp.words >= MIN_NEAR_WORDS {
-            let tables = self.store.tables;
-            for t in 0..tables.count() {
-                let key = keys::near(t, tables.block_of(t, fp.simhash));
-                let mut list = main.get(key)?.map(|v| v.to_vec()).unwrap_or_default();
-                list.extend_from_slice(&fp.simhash.to_be_bytes());
-                list.extend_from_slice(&seq_bytes);
-                batch.insert(&key[..], list);
-            }
-        }
-        for &a in &fp.anchors {
-            let key = keys::anchor(a);
-            let mut list = main.get(key)?.map(|v| v.to_vec()).unwrap_or_default();
-            if list.len() / 8 < MAX_ANCHOR_POSTINGS {
-                list.extend_from_slice(&seq_bytes);
-                batch.insert(&key[..], list);
-            }
-        }
-        main.apply_batch(batch)?;
+        batch.insert(keys::meta(SEQ_ARTICLES), &seq.to_be_bytes()[..]);
+        store.main.apply_batch(batch)?;
+        store
+            .lookup()?
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add_article(&Indexed {
+                seq,
+                id: &id,
+                global_guid,
+                url: c.url.as_deref(),
+                stored_ms: stored.stored_ms,
+                simhash: fp.simhash,
+                content: fp.content,
+                words: fp.words,
+                anchors: &fp.anchors,
+                long_marks: &fp.long_marks,
+            });
         self.next_article += 1;
-        self.store.shared.stored.send_replace(seq);
+        self.since_save += 1;
+        if self.since_save >= lookup::SAVE_EVERY {
+            // Bounds what a restart after a crash re-indexes.
+            self.since_save = 0;
+            store.flush()?;
+        }
+        store.shared.stored.send_replace(seq);
         Ok(Inserted::Stored { seq, id })
     }
 
@@ -940,70 +1061,27 @@ impl Writer {
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         batch.insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
         self.store.main.apply_batch(batch)?;
+        self.store
+            .lookup()?
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add_duplicate(seq, &id);
         self.next_duplicate += 1;
         Ok(seq)
     }
 
     /// Takes articles stored before `cutoff` out of the similarity indexes (the simhash tables,
-    /// the containment anchors and the content hash), oldest first, at most `budget` of them;
-    /// returns how many. Their records, item ids, guids and links stay, so a feed that lists them
-    /// again is still recognized; only a *similar* story is no longer matched against them.
-    /// Articles are visited in seq order from a saved cursor: seq follows storage time, so the
-    /// sweep stops at the first article inside the window.
-    pub fn expire_before(
-        &mut self,
-        cutoff: DateTime<Utc>,
-        budget: usize,
-    ) -> Result<usize, StoreError> {
-        let main = &self.store.main;
-        let cutoff_ms = cutoff.timestamp_millis();
-        let cursor = self.store.meta(WINDOW_CURSOR)?.unwrap_or(0);
-        let tables = self.store.tables;
-        let mut done = 0;
-        let start = keys::logged(keys::ARTICLE, cursor.saturating_add(1));
-        let end = keys::logged(keys::ARTICLE, u64::MAX);
-        for kv in main.range(start..=end).take(budget) {
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
-            let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
-            if ak.stored_ms >= cutoff_ms {
-                break;
-            }
-            let mut batch = sled::Batch::default();
-            let seq_bytes = seq.to_be_bytes();
-            for t in 0..tables.count() {
-                let key = keys::near(t, tables.block_of(t, ak.simhash));
-                if let Some(list) = main.get(key)? {
-                    let kept: Vec<u8> = list
-                        .chunks_exact(16)
-                        .filter(|p| p[8..] != seq_bytes)
-                        .flatten()
-                        .copied()
-                        .collect();
-                    write_list(&mut batch, &key, kept);
-                }
-            }
-            for &a in &ak.anchors {
-                let key = keys::anchor(a);
-                if let Some(list) = main.get(key)? {
-                    let kept: Vec<u8> = list
-                        .chunks_exact(8)
-                        .filter(|p| *p != seq_bytes)
-                        .flatten()
-                        .copied()
-                        .collect();
-                    write_list(&mut batch, &key, kept);
-                }
-            }
-            let content = keys::content(ak.content);
-            if main.get(&content)?.is_some_and(|v| v.as_ref() == seq_bytes) {
-                batch.remove(content);
-            }
-            batch.insert(keys::meta(WINDOW_CURSOR), &seq_bytes[..]);
-            main.apply_batch(batch)?;
-            done += 1;
-        }
-        Ok(done)
+    /// the containment anchors and the content hash); returns how many. Their records, item ids,
+    /// guids and links stay, so a feed that lists them again is still recognized; only a
+    /// *similar* story is no longer matched against them. Seq follows storage time, so the sweep
+    /// stops at the first article inside the window.
+    pub fn expire_before(&mut self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self
+            .store
+            .lookup()?
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .expire_before(cutoff.timestamp_millis()))
     }
 
     /// Saves a feed's polling state.
@@ -1205,12 +1283,8 @@ mod tests {
         )
         .unwrap();
         let cutoff = now - chrono::Duration::days(30);
-        assert_eq!(w.expire_before(cutoff, 100).unwrap(), 1);
-        assert_eq!(
-            w.expire_before(cutoff, 100).unwrap(),
-            0,
-            "the cursor moved on"
-        );
+        assert_eq!(w.expire_before(cutoff).unwrap(), 1);
+        assert_eq!(w.expire_before(cutoff).unwrap(), 0, "already forgotten");
         let settings = Settings {
             max_distance: 3,
             containment: 0.7,
@@ -1237,28 +1311,102 @@ mod tests {
     }
 
     #[test]
-    fn near_layout_is_rebuilt_for_another_distance() {
+    fn the_lookup_file_is_used_when_it_matches_and_rebuilt_when_it_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let text = story(5);
+        let now = Utc::now();
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
-            store.ensure_near_layout(|_| {}).unwrap();
             let mut w = store.writer().unwrap();
             w.insert_article(
                 &candidate("http://f/", "1", None, &text),
                 &fingerprint(&text),
-                Utc::now(),
+                now,
             )
             .unwrap();
+            store.flush().unwrap();
+            // Stored after the file was written: indexed at the next open.
+            let t2 = story(6);
+            w.insert_article(
+                &candidate("http://f/", "2", None, &t2),
+                &fingerprint(&t2),
+                now,
+            )
+            .unwrap();
+            store.db.flush().unwrap();
         }
+        assert!(dir.path().join(LOOKUP_FILE).exists());
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.prepare_lookup().unwrap(), 2);
+        assert_eq!(
+            store.nearest(fingerprint(&story(6)).simhash, 0).unwrap(),
+            Some((2, 0))
+        );
+        drop(store);
+        // Another distance: the file does not fit, the tables are built from the log.
         let options = Options {
             max_distance: 6,
             ..Options::default()
         };
         let store = Store::open(dir.path(), &options).unwrap();
-        assert_eq!(store.ensure_near_layout(|_| {}).unwrap(), 1);
-        assert_eq!(store.ensure_near_layout(|_| {}).unwrap(), 0);
         let fp = fingerprint(&text).simhash ^ 0b11_1111;
         assert_eq!(store.nearest(fp, 6).unwrap(), Some((1, 6)));
+        assert!(store.seen_in_feed("http://f/", "2").unwrap());
+        drop(store);
+        // A damaged file is ignored, not trusted.
+        std::fs::write(dir.path().join(LOOKUP_FILE), b"FSLOOKUP garbage").unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(
+            store.nearest(fingerprint(&text).simhash, 0).unwrap(),
+            Some((1, 0))
+        );
+    }
+
+    #[test]
+    fn a_format_2_database_is_migrated_keeping_its_articles() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = story(8);
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            w.insert_article(
+                &candidate("http://f/", "1", Some("https://e/1"), &text),
+                &fingerprint(&text),
+                Utc::now(),
+            )
+            .unwrap();
+            // What format 2 also kept: index keys in sled.
+            for key in [
+                &b"s\x00abc"[..],
+                b"wxyz",
+                b"gguid",
+                b"uhttps://e/1",
+                b"c12345678",
+            ] {
+                store.main.insert(key, &[0u8; 8][..]).unwrap();
+            }
+            store
+                .main
+                .insert(keys::meta(FORMAT_KEY), &2u64.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        std::fs::remove_file(dir.path().join(LOOKUP_FILE)).ok();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
+        for prefix in [b's', b'w', b'g', b'u', b'c'] {
+            assert_eq!(
+                store.main.scan_prefix([prefix]).count(),
+                0,
+                "{}",
+                prefix as char
+            );
+        }
+        assert_eq!(store.articles_after(0, 10).unwrap().len(), 1);
+        assert_eq!(store.by_url("https://e/1").unwrap(), Some(1));
+        assert_eq!(
+            store.by_content(fingerprint(&text).content).unwrap(),
+            Some(1)
+        );
     }
 }

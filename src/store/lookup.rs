@@ -1,0 +1,775 @@
+//! The dedup indexes, in memory: everything a candidate is checked against before it is stored.
+//!
+//! sled keeps the articles and the duplicate records (the truth); this module keeps what dedup
+//! asks of them in compact tables, because a check against sled costs tens of microseconds once
+//! the database outgrows sled's cache, and every new item is checked against all of them:
+//!
+//! | table      | holds                                                   | for             |
+//! |------------|---------------------------------------------------------|-----------------|
+//! | `items`    | the 64-bit id of every item ever delivered (article or copy) | re-listings |
+//! | `guids`    | hash of each stored article's globally unique guid → seq | `guid`         |
+//! | `urls`     | hash of each stored article's canonical link → seq      | `url`           |
+//! | `window`   | per article in `dedup.window`: when stored, simhash, content hash | the rest |
+//! | `contents` | content hash → seq, window only                          | `content`      |
+//! | `near`     | per block table, block value → seqs, window only         | `near`          |
+//! | `anchors`  | anchor shingle → seqs (a compact multimap), window only  | `contained`     |
+//! | `window`'s `long` | a 512-bit Bloom filter of each article's long marks | `contained`     |
+//!
+//! Hashes are 64-bit xxh3 with a fixed seed. A `guid` or `url` hit is confirmed against the
+//! stored article before it counts, so a hash collision can never drop an article.
+//!
+//! The Bloom filters let a containment check skip reading the marks of the articles its anchors
+//! found (a sled read each) when none of them could take part in a `contained` verdict: a filter
+//! never misses a mark the article has, so it gives an upper bound on the marks shared
+//! ([`crate::dedup::containment::may_matter`] says what bound is enough).
+//!
+//! The tables are saved to `lookup.bin` in the data directory (sled flushed first, so the file
+//! never holds an article the database could lose in a crash), when the daemon stops and every
+//! [`SAVE_EVERY`] articles. Opening loads the file and indexes the articles stored after it; with
+//! no usable file, the tables are rebuilt from the article log once (with progress in the log).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::dedup::blocks::BlockTables;
+use crate::dedup::fingerprint::distance;
+use crate::dedup::{MIN_CONTENT_WORDS, MIN_NEAR_WORDS};
+
+/// Articles stored between two saves of `lookup.bin` by the running daemon; bounds what a restart
+/// after a crash has to re-index.
+pub const SAVE_EVERY: u64 = 50_000;
+/// Articles kept per containment anchor; an anchor shared by more is boilerplate, not evidence.
+pub const MAX_ANCHOR_POSTINGS: usize = 64;
+
+const MAGIC: &[u8; 8] = b"FSLOOKUP";
+const VERSION: u32 = 2;
+/// Bits of the filter each window article keeps of its long containment marks.
+const BLOOM_BITS: u64 = 512;
+
+/// The 64-bit hash of a guid or link, as the lookup tables key them.
+pub fn key_hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), 0x6c6f_6f6b)
+}
+
+/// The 64-bit value of an item id (`feedsieve::store::article_id`: 16 hex digits, maybe with a
+/// `-seq` suffix when two ids collided; the first 16 digits are what re-listing compares).
+pub fn item_value(id: &str) -> Option<u64> {
+    u64::from_str_radix(id.get(..16)?, 16).ok()
+}
+
+/// What the window keeps of one article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    stored_ms: i64,
+    simhash: u64,
+    content: u64,
+    /// Indexed for `near` (long enough).
+    near: bool,
+    /// Indexed for `content` (long enough).
+    exact: bool,
+    /// Bloom filter of its long marks.
+    long: Bloom,
+}
+
+/// A 512-bit Bloom filter of marks, three bits per mark (marks are uniform hashes, so their own
+/// bits pick the filter's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Bloom([u64; 8]);
+
+impl Bloom {
+    fn bits(mark: u64) -> [u64; 3] {
+        [
+            mark % BLOOM_BITS,
+            (mark >> 9) % BLOOM_BITS,
+            (mark >> 18) % BLOOM_BITS,
+        ]
+    }
+
+    fn of(marks: &[u64]) -> Bloom {
+        let mut b = Bloom::default();
+        for &m in marks {
+            for bit in Self::bits(m) {
+                b.0[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        b
+    }
+
+    fn may_hold(&self, mark: u64) -> bool {
+        Self::bits(mark)
+            .iter()
+            .all(|&bit| self.0[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The articles of one block value in one near table: their simhashes (so a lookup reads one
+/// contiguous list, not each article's window entry) and seqs.
+#[derive(Default)]
+struct Bucket {
+    simhashes: Vec<u64>,
+    seqs: Vec<u32>,
+}
+
+/// What an article brings to the tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed<'a> {
+    /// Its seq.
+    pub seq: u64,
+    /// Its item id.
+    pub id: &'a str,
+    /// Its guid, when globally unique.
+    pub global_guid: Option<&'a str>,
+    /// Its canonical link.
+    pub url: Option<&'a str>,
+    /// When it was stored (ms since the epoch).
+    pub stored_ms: i64,
+    /// Its simhash.
+    pub simhash: u64,
+    /// Its content hash.
+    pub content: u64,
+    /// Words in its body.
+    pub words: u32,
+    /// Its anchor shingles.
+    pub anchors: &'a [u64],
+    /// Its long containment marks.
+    pub long_marks: &'a [u64],
+}
+
+/// The tables; see the module documentation.
+pub struct Lookup {
+    tables: BlockTables,
+    items: HashSet<u64>,
+    guids: HashMap<u64, u64>,
+    urls: HashMap<u64, u64>,
+    contents: HashMap<u64, u64>,
+    /// Seq of `window[0]`; the window holds every article from it to the newest.
+    front: u64,
+    window: VecDeque<Entry>,
+    near: Vec<HashMap<u64, Bucket>>,
+    anchors: AnchorTable,
+    /// The newest article and duplicate seqs the tables include.
+    pub last_article: u64,
+    /// See `last_article`.
+    pub last_duplicate: u64,
+    /// Articles that left the window since the anchor table was last compacted.
+    expired_since_compaction: usize,
+}
+
+impl Lookup {
+    /// Empty tables for `max_distance`.
+    pub fn new(max_distance: u32) -> Lookup {
+        let tables = BlockTables::new(max_distance);
+        Lookup {
+            tables,
+            items: HashSet::new(),
+            guids: HashMap::new(),
+            urls: HashMap::new(),
+            contents: HashMap::new(),
+            front: 1,
+            window: VecDeque::new(),
+            near: (0..tables.count()).map(|_| HashMap::new()).collect(),
+            anchors: AnchorTable::default(),
+            last_article: 0,
+            last_duplicate: 0,
+            expired_since_compaction: 0,
+        }
+    }
+
+    /// The distance the near tables answer for.
+    pub fn max_distance(&self) -> u32 {
+        self.tables.max_distance()
+    }
+
+    /// Seq of the oldest article in the window (everything before it was forgotten).
+    pub fn window_front(&self) -> u64 {
+        self.front
+    }
+
+    /// Adds a stored article. Articles come in seq order.
+    pub fn add_article(&mut self, a: &Indexed<'_>) {
+        if let Some(v) = item_value(a.id) {
+            self.items.insert(v);
+        }
+        if let Some(g) = a.global_guid {
+            self.guids.entry(key_hash(g)).or_insert(a.seq);
+        }
+        if let Some(u) = a.url {
+            self.urls.entry(key_hash(u)).or_insert(a.seq);
+        }
+        self.last_article = self.last_article.max(a.seq);
+        if self.window.is_empty() {
+            self.front = a.seq;
+        } else if a.seq != self.front + self.window.len() as u64 {
+            // A gap (never expected: seqs are dense): fill it with entries that match nothing.
+            while self.front + (self.window.len() as u64) < a.seq {
+                self.window.push_back(Entry {
+                    stored_ms: a.stored_ms,
+                    simhash: 0,
+                    content: 0,
+                    near: false,
+                    exact: false,
+                    long: Bloom::default(),
+                });
+            }
+        }
+        let entry = Entry {
+            stored_ms: a.stored_ms,
+            simhash: a.simhash,
+            content: a.content,
+            near: a.words >= MIN_NEAR_WORDS,
+            exact: a.words >= MIN_CONTENT_WORDS,
+            long: Bloom::of(a.long_marks),
+        };
+        self.window.push_back(entry);
+        self.index_window_entry(a.seq, entry);
+        if let Ok(seq) = u32::try_from(a.seq) {
+            for &mark in a.anchors {
+                self.anchors.insert(mark, seq);
+            }
+        }
+    }
+
+    fn index_window_entry(&mut self, seq: u64, e: Entry) {
+        if e.exact {
+            self.contents.entry(e.content).or_insert(seq);
+        }
+        if let (true, Ok(seq32)) = (e.near, u32::try_from(seq)) {
+            for t in 0..self.tables.count() {
+                let b = self.near[t as usize]
+                    .entry(self.tables.block_of(t, e.simhash))
+                    .or_default();
+                b.simhashes.push(e.simhash);
+                b.seqs.push(seq32);
+            }
+        }
+    }
+
+    /// Records an item suppressed as a duplicate (so its feed re-listing it is no news).
+    pub fn add_duplicate(&mut self, seq: u64, id: &str) {
+        if let Some(v) = item_value(id) {
+            self.items.insert(v);
+        }
+        self.last_duplicate = self.last_duplicate.max(seq);
+    }
+
+    /// Was an item with this id delivered before?
+    pub fn seen(&self, id: &str) -> bool {
+        item_value(id).is_some_and(|v| self.items.contains(&v))
+    }
+
+    /// The article stored under this guid's hash (to be confirmed by the caller).
+    pub fn by_guid(&self, guid: &str) -> Option<u64> {
+        self.guids.get(&key_hash(guid)).copied()
+    }
+
+    /// The article stored under this link's hash (to be confirmed by the caller).
+    pub fn by_url(&self, url: &str) -> Option<u64> {
+        self.urls.get(&key_hash(url)).copied()
+    }
+
+    /// The article in the window with this content hash.
+    pub fn by_content(&self, hash: u64) -> Option<u64> {
+        self.contents
+            .get(&hash)
+            .copied()
+            .filter(|&s| s >= self.front)
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let i = usize::try_from(seq.checked_sub(self.front)?).ok()?;
+        self.window.get(i)
+    }
+
+    /// Every article in the window sharing a block with `simhash`, with its distance, by seq.
+    pub fn near_candidates(&self, simhash: u64) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        for t in 0..self.tables.count() {
+            if let Some(b) = self.near[t as usize].get(&self.tables.block_of(t, simhash)) {
+                for (&h, &seq) in b.simhashes.iter().zip(&b.seqs) {
+                    out.push((u64::from(seq), distance(h, simhash)));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The article in the window nearest to `simhash` within `max_distance` (ties: the oldest).
+    pub fn nearest(&self, simhash: u64, max_distance: u32) -> Option<(u64, u32)> {
+        let max_distance = max_distance.min(self.tables.max_distance());
+        let mut best: Option<(u64, u32)> = None;
+        for t in 0..self.tables.count() {
+            let Some(b) = self.near[t as usize].get(&self.tables.block_of(t, simhash)) else {
+                continue;
+            };
+            for (&h, &seq) in b.simhashes.iter().zip(&b.seqs) {
+                let d = distance(h, simhash);
+                let seq = u64::from(seq);
+                if d <= max_distance && best.is_none_or(|(bs, bd)| (d, seq) < (bd, bs)) {
+                    best = Some((seq, d));
+                }
+            }
+        }
+        best
+    }
+
+    /// Articles in the window indexed under any of `anchors`, with how many they share, most
+    /// first (then oldest first), at most `limit`.
+    pub fn anchor_hits(&self, anchors: &[u64], limit: usize) -> Vec<(u64, u32)> {
+        let mut hits: HashMap<u64, u32> = HashMap::new();
+        for &a in anchors {
+            self.anchors.each(a, |seq| {
+                let seq = u64::from(seq);
+                if seq >= self.front {
+                    *hits.entry(seq).or_insert(0) += 1;
+                }
+            });
+        }
+        let mut found: Vec<(u64, u32)> = hits.into_iter().collect();
+        found.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        found.truncate(limit);
+        found
+    }
+
+    /// Whether the window article `seq` could take part in a `contained` verdict on a candidate
+    /// with these long marks and simhash (see the module documentation); false when it is not in
+    /// the window.
+    pub fn may_matter(&self, seq: u64, long_marks: &[u64], simhash: u64) -> bool {
+        let Some(e) = self.entry(seq) else {
+            return false;
+        };
+        let at_most = long_marks.iter().filter(|&&m| e.long.may_hold(m)).count() as u32;
+        crate::dedup::containment::may_matter(
+            at_most,
+            long_marks.len() as u32,
+            distance(e.simhash, simhash),
+        )
+    }
+
+    /// Forgets, for `near`, `content` and `contained`, the articles stored before `cutoff_ms`.
+    /// Returns how many left the window.
+    pub fn expire_before(&mut self, cutoff_ms: i64) -> usize {
+        let mut gone = 0;
+        while let Some(e) = self.window.front().copied() {
+            if e.stored_ms >= cutoff_ms {
+                break;
+            }
+            let seq = self.front;
+            self.window.pop_front();
+            self.front += 1;
+            gone += 1;
+            if e.exact && self.contents.get(&e.content) == Some(&seq) {
+                self.contents.remove(&e.content);
+            }
+            if e.near {
+                for t in 0..self.tables.count() {
+                    let block = self.tables.block_of(t, e.simhash);
+                    if let Some(b) = self.near[t as usize].get_mut(&block) {
+                        if let Some(i) = b.seqs.iter().position(|&s| u64::from(s) == seq) {
+                            b.seqs.swap_remove(i);
+                            b.simhashes.swap_remove(i);
+                        }
+                        if b.seqs.is_empty() {
+                            self.near[t as usize].remove(&block);
+                        }
+                    }
+                }
+            }
+        }
+        if self.window.is_empty() {
+            self.front = self.last_article + 1;
+        }
+        self.expired_since_compaction += gone;
+        // Anchors are dropped lazily (lookups skip them); compact once a quarter is dead.
+        if self.expired_since_compaction > 1000
+            && self.expired_since_compaction * 4 > self.window.len()
+        {
+            let front = u32::try_from(self.front).unwrap_or(u32::MAX);
+            self.anchors.retain(|seq| seq >= front);
+            self.expired_since_compaction = 0;
+        }
+        gone
+    }
+
+    /// Approximate bytes the tables take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        let map = |n: usize, entry: usize| n * (entry + 1) * 8 / 7;
+        let near: usize = self
+            .near
+            .iter()
+            .map(|t| {
+                map(t.capacity(), 56)
+                    + t.values()
+                        .map(|b| b.seqs.capacity() * 4 + b.simhashes.capacity() * 8)
+                        .sum::<usize>()
+            })
+            .sum();
+        map(self.items.capacity(), 8)
+            + map(self.guids.capacity(), 16)
+            + map(self.urls.capacity(), 16)
+            + map(self.contents.capacity(), 16)
+            + self.window.capacity() * std::mem::size_of::<Entry>()
+            + near
+            + self.anchors.slots.capacity() * 8
+    }
+
+    /// Articles in the window.
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Writes the tables to `path` (through a temporary file and a rename, so a crash leaves the
+    /// old file or the new one). `db_id` names the database they belong to.
+    pub fn save(&self, path: &Path, db_id: u64) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        w.write_all(MAGIC)?;
+        put32(&mut w, VERSION)?;
+        put32(&mut w, self.tables.max_distance())?;
+        for v in [db_id, self.last_article, self.last_duplicate, self.front] {
+            put64(&mut w, v)?;
+        }
+        put64(&mut w, self.items.len() as u64)?;
+        for &v in &self.items {
+            put64(&mut w, v)?;
+        }
+        for map in [&self.guids, &self.urls] {
+            put64(&mut w, map.len() as u64)?;
+            for (&k, &v) in map {
+                put64(&mut w, k)?;
+                put64(&mut w, v)?;
+            }
+        }
+        put64(&mut w, self.window.len() as u64)?;
+        for e in &self.window {
+            put64(&mut w, e.stored_ms as u64)?;
+            put64(&mut w, e.simhash)?;
+            put64(&mut w, e.content)?;
+            w.write_all(&[u8::from(e.near) | (u8::from(e.exact) << 1)])?;
+            for word in e.long.0 {
+                put64(&mut w, word)?;
+            }
+        }
+        put64(&mut w, self.anchors.used as u64)?;
+        put64(&mut w, self.anchors.slots.len() as u64)?;
+        for &s in &self.anchors.slots {
+            put64(&mut w, s)?;
+        }
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads tables saved by [`Lookup::save`] for the database `db_id` and `max_distance`;
+    /// `None` when the file is missing, for another database or layout, or damaged.
+    pub fn load(path: &Path, db_id: u64, max_distance: u32) -> Option<Lookup> {
+        let bytes = std::fs::read(path).ok()?;
+        let mut r = Bytes(&bytes);
+        if r.take(8)? != MAGIC || r.u32()? != VERSION || r.u32()? != max_distance {
+            return None;
+        }
+        if r.u64()? != db_id {
+            return None;
+        }
+        let mut l = Lookup::new(max_distance);
+        l.last_article = r.u64()?;
+        l.last_duplicate = r.u64()?;
+        l.front = r.u64()?;
+        let n = r.len(8)?;
+        l.items.reserve(n);
+        for _ in 0..n {
+            l.items.insert(r.u64()?);
+        }
+        for map in [&mut l.guids, &mut l.urls] {
+            let n = r.len(16)?;
+            map.reserve(n);
+            for _ in 0..n {
+                let k = r.u64()?;
+                map.insert(k, r.u64()?);
+            }
+        }
+        let n = r.len(25 + 64)?;
+        l.window.reserve(n);
+        for i in 0..n {
+            let e = Entry {
+                stored_ms: r.u64()? as i64,
+                simhash: r.u64()?,
+                content: r.u64()?,
+                near: false,
+                exact: false,
+                long: Bloom::default(),
+            };
+            let flags = r.take(1)?[0];
+            let mut long = Bloom::default();
+            for word in &mut long.0 {
+                *word = r.u64()?;
+            }
+            let e = Entry {
+                near: flags & 1 != 0,
+                exact: flags & 2 != 0,
+                long,
+                ..e
+            };
+            l.window.push_back(e);
+            l.index_window_entry(l.front + i as u64, e);
+        }
+        let used = r.u64()? as usize;
+        let n = r.len(8)?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            slots.push(r.u64()?);
+        }
+        l.anchors = AnchorTable { slots, used };
+        (r.0.is_empty() && l.anchors.consistent()).then_some(l)
+    }
+}
+
+fn put32(w: &mut impl Write, v: u32) -> std::io::Result<()> {
+    w.write_all(&v.to_le_bytes())
+}
+
+fn put64(w: &mut impl Write, v: u64) -> std::io::Result<()> {
+    w.write_all(&v.to_le_bytes())
+}
+
+/// A cursor over saved bytes.
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    /// A count of records of `size` bytes that the rest of the file can hold.
+    fn len(&mut self, size: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n.checked_mul(size)? <= self.0.len()).then_some(n)
+    }
+}
+
+/// A multimap from anchor shingle to article seqs in one flat array: open addressing with linear
+/// probing, a slot being the upper 32 bits of the shingle (its tag, which is also what picks its
+/// home) and a 32-bit seq, 0 for empty: 8 bytes a posting. Two shingles with the same tag share
+/// postings; dedup confirms every candidate against its stored marks, so that costs a little
+/// time, never a wrong verdict.
+#[derive(Default)]
+struct AnchorTable {
+    slots: Vec<u64>,
+    used: usize,
+}
+
+impl AnchorTable {
+    /// A shingle's first slot, from its tag alone (so that a rebuild, which only has the tags,
+    /// puts every posting back where lookups start).
+    fn home(&self, mark: u64) -> usize {
+        let h = (mark >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Multiply-shift range reduction: any table size, uniform for uniform tags.
+        ((u128::from(h) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn slot(mark: u64, seq: u32) -> u64 {
+        (mark & 0xFFFF_FFFF_0000_0000) | u64::from(seq)
+    }
+
+    fn insert(&mut self, mark: u64, seq: u32) {
+        if seq == 0 {
+            return;
+        }
+        if (self.used + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let tag = mark & 0xFFFF_FFFF_0000_0000;
+        let n = self.slots.len();
+        let mut i = self.home(mark);
+        let mut same = 0;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                self.slots[i] = Self::slot(mark, seq);
+                self.used += 1;
+                return;
+            }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                same += 1;
+                if same >= MAX_ANCHOR_POSTINGS {
+                    return;
+                }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    fn each(&self, mark: u64, mut f: impl FnMut(u32)) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let tag = mark & 0xFFFF_FFFF_0000_0000;
+        let n = self.slots.len();
+        let mut i = self.home(mark);
+        for _ in 0..n {
+            let s = self.slots[i];
+            if s == 0 {
+                return;
+            }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                f(s as u32);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 3 / 2).max(1024);
+        self.rebuild(size, |_| true);
+    }
+
+    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let live = self
+            .slots
+            .iter()
+            .filter(|&&s| s != 0 && keep(s as u32))
+            .count();
+        self.rebuild((live * 3 / 2).max(1024), keep);
+    }
+
+    /// Re-inserts the kept postings into `size` slots.
+    fn rebuild(&mut self, size: usize, keep: impl Fn(u32) -> bool) {
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.used = 0;
+        for s in old {
+            if s != 0 && keep(s as u32) {
+                self.insert(s, s as u32);
+            }
+        }
+    }
+
+    /// Every slot's tag hashes home consistently (a check on a loaded file).
+    fn consistent(&self) -> bool {
+        self.used <= self.slots.len() && self.slots.iter().filter(|&&s| s != 0).count() == self.used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article<'a>(seq: u64, simhash: u64, anchors: &'a [u64], id: &'a str) -> Indexed<'a> {
+        Indexed {
+            seq,
+            id,
+            global_guid: None,
+            url: None,
+            stored_ms: seq as i64 * 1000,
+            simhash,
+            content: seq * 7919,
+            words: 100,
+            anchors,
+            long_marks: anchors,
+        }
+    }
+
+    #[test]
+    fn anchors_find_their_articles_and_expire() {
+        let mut l = Lookup::new(3);
+        let ids: Vec<String> = (1..=5000u64).map(|s| format!("{s:016x}")).collect();
+        for seq in 1..=5000u64 {
+            let marks = [seq << 32 | 1, (seq % 10) << 40 | 7, 0xABCD_0000_0000_0000];
+            l.add_article(&article(
+                seq,
+                seq.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                &marks,
+                &ids[seq as usize - 1],
+            ));
+        }
+        assert_eq!(l.anchor_hits(&[42 << 32 | 1], 4), vec![(42, 1)]);
+        // A shared anchor keeps at most MAX_ANCHOR_POSTINGS articles (the first ones).
+        let common = l.anchor_hits(&[0xABCD_0000_0000_0000], 1000);
+        assert_eq!(common.len(), MAX_ANCHOR_POSTINGS);
+        assert!(l.seen(&ids[10]));
+        assert_eq!(l.by_content(3 * 7919), Some(3));
+        assert_eq!(l.expire_before(2_500_000), 2499);
+        assert_eq!(l.window_front(), 2500);
+        assert!(l.anchor_hits(&[42 << 32 | 1], 4).is_empty());
+        assert_eq!(l.anchor_hits(&[4200 << 32 | 1], 4), vec![(4200, 1)]);
+        assert_eq!(l.by_content(3 * 7919), None);
+        // Identity outlives the window.
+        assert!(l.seen(&ids[10]));
+    }
+
+    #[test]
+    fn near_finds_what_a_scan_finds_and_saved_tables_load_back() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut l = Lookup::new(3);
+        let mut all = Vec::new();
+        let ids: Vec<String> = (1..=3000u64).map(|s| format!("{s:016x}")).collect();
+        for seq in 1..=3000u64 {
+            let h = rng.u64(..);
+            all.push((seq, h));
+            l.add_article(&article(seq, h, &[h], &ids[seq as usize - 1]));
+        }
+        for _ in 0..200 {
+            let (_, base) = all[rng.usize(..all.len())];
+            let mut q = base;
+            for _ in 0..rng.u32(0..5) {
+                q ^= 1 << rng.u32(0..64);
+            }
+            let scan = all
+                .iter()
+                .map(|&(s, h)| (distance(h, q), s))
+                .filter(|&(d, _)| d <= 3)
+                .min()
+                .map(|(d, s)| (s, d));
+            assert_eq!(l.nearest(q, 3), scan);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookup.bin");
+        l.save(&path, 77).unwrap();
+        assert!(
+            Lookup::load(&path, 78, 3).is_none(),
+            "another database's file"
+        );
+        assert!(Lookup::load(&path, 77, 2).is_none(), "another layout");
+        let back = Lookup::load(&path, 77, 3).unwrap();
+        for &(seq, h) in all.iter().step_by(37) {
+            assert_eq!(back.nearest(h, 0), Some((seq, 0)));
+            assert_eq!(back.anchor_hits(&[h], 1), vec![(seq, 1)]);
+        }
+        assert_eq!(back.last_article, 3000);
+        // A damaged file is not used.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Lookup::load(&path, 77, 3).is_none());
+    }
+
+    #[test]
+    fn the_long_mark_filter_never_misses_and_rarely_lies() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let marks: Vec<u64> = (0..110).map(|_| rng.u64(..)).collect();
+        let b = Bloom::of(&marks);
+        assert!(marks.iter().all(|&m| b.may_hold(m)));
+        let false_hits = (0..10_000).filter(|_| b.may_hold(rng.u64(..))).count();
+        assert!(false_hits < 1_500, "{false_hits} of 10000");
+    }
+}
