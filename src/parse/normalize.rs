@@ -101,23 +101,50 @@ impl TextBuilder {
         });
     }
 
-    /// Appends text whose entities are already decoded, a run of words at a time.
-    fn push(&mut self, mut text: &str) {
-        while !text.is_empty() {
-            let start = text.find(|c: char| !is_space(c)).unwrap_or(text.len());
-            if start > 0 {
-                let newlines = text[..start].bytes().filter(|&b| b == b'\n').count();
+    /// Appends text whose entities are already decoded, a run of words at a time. ASCII goes
+    /// byte by byte; other characters are decoded where they start.
+    fn push(&mut self, text: &str) {
+        let bytes = text.as_bytes();
+        // The length of the space character at `i`, or 0 when it is not one.
+        let space_at = |i: usize| -> usize {
+            let b = bytes[i];
+            if b < 0x80 {
+                usize::from(b == b' ' || (0x09..=0x0D).contains(&b))
+            } else {
+                let c = text[i..].chars().next().unwrap_or('x');
+                if is_space(c) { c.len_utf8() } else { 0 }
+            }
+        };
+        let mut i = 0;
+        while i < bytes.len() {
+            let mut newlines = 0;
+            let skipped_from = i;
+            while i < bytes.len() {
+                let n = space_at(i);
+                if n == 0 {
+                    break;
+                }
+                newlines += usize::from(bytes[i] == b'\n');
+                i += n;
+            }
+            if i > skipped_from {
                 self.gap(if newlines >= 2 {
                     Gap::Paragraph
                 } else {
                     Gap::Space
                 });
             }
-            text = &text[start..];
-            if text.is_empty() {
+            if i >= bytes.len() {
                 break;
             }
-            let end = text.find(is_space).unwrap_or(text.len());
+            let start = i;
+            while i < bytes.len() && space_at(i) == 0 {
+                i += if bytes[i] < 0x80 {
+                    1
+                } else {
+                    text[i..].chars().next().map_or(1, char::len_utf8)
+                };
+            }
             if !self.out.is_empty() {
                 match self.gap {
                     Gap::None => {}
@@ -127,8 +154,7 @@ impl TextBuilder {
             }
             self.gap = Gap::None;
             self.brs = 0;
-            self.out.push_str(&text[..end]);
-            text = &text[end..];
+            self.out.push_str(&text[start..i]);
         }
     }
 
@@ -384,6 +410,23 @@ mod tests {
         );
         assert_eq!(html_to_text(""), "");
         assert_eq!(html_to_text("<p></p>&nbsp;"), "");
+    }
+
+    #[test]
+    fn every_space_folds_like_str_split_whitespace() {
+        // The byte-wise folding must agree with the char-wise definition on every kind of
+        // space, ASCII or not, wherever it falls in a multi-byte neighbourhood.
+        let spaces = [
+            " ", "\t", "\u{0B}", "\u{0C}", "\r", "\u{85}", "\u{A0}", "\u{1680}", "\u{2003}",
+            "\u{200A}", "\u{200B}", "\u{2028}", "\u{202F}", "\u{3000}", "\u{FEFF}",
+        ];
+        for space in spaces {
+            let text = format!("{space}é{space}{space}naïve\u{1F600}{space}x{space}");
+            assert_eq!(html_to_text(&text), "é naïve\u{1F600} x", "space {space:?}");
+        }
+        assert_eq!(html_to_text("a\u{A0}\n\u{3000}\nb"), "a\n\nb");
+        // Not spaces: the separators that are not White_Space stay in the word.
+        assert_eq!(html_to_text("a\u{1C}b"), "a\u{1C}b");
     }
 
     #[test]
