@@ -23,19 +23,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::signal::unix::Signal;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api;
 use crate::catalog::Catalog;
 use crate::config::{Config, FeedConfig};
-use crate::dedup::Settings;
 use crate::fetch::Fetcher;
 use crate::poll::Poller;
 use crate::scheduler::{LoopStats, Mode, Scheduler};
-use crate::sieve::{Sieve, Summary};
+use crate::service::{self, Heartbeat};
+use crate::sieve::{Sieve, SieveSettings, Summary};
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 
@@ -153,11 +154,13 @@ async fn open_store_waiting(config: &Config) -> anyhow::Result<Store> {
     }
 }
 
-/// Runs the daemon (or one pass with [`Mode::Once`]) until `shutdown` completes.
+/// Runs the daemon (or one pass with [`Mode::Once`]) until `shutdown` completes; each signal
+/// from `hangups` reloads the config file.
 pub async fn run(
     config: &Config,
     mode: Mode,
     shutdown: impl Future<Output = ()>,
+    hangups: Option<Signal>,
 ) -> anyhow::Result<Summary> {
     let store = open_store_waiting(config).await?;
     let metrics = Arc::new(Metrics::default());
@@ -206,36 +209,71 @@ pub async fn run(
 
     // The sieve: the one writer, on its own thread.
     let (reports, inbox) = mpsc::channel(SIEVE_QUEUE);
-    let sieve = Sieve::new(
-        store.writer()?,
-        Settings {
-            max_distance: config.dedup.max_distance,
-            containment: config.dedup.containment,
-        },
-        config.dedup.window,
-    )
-    .with_metrics(metrics.clone());
+    let (sieve_settings, sieve_updates) = watch::channel(SieveSettings::from_config(config));
+    let sieve = Sieve::new(store.writer()?, SieveSettings::from_config(config))
+        .with_metrics(metrics.clone())
+        .with_updates(sieve_updates);
     let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
 
     // The scheduler and its poll tasks.
     let fetcher = Fetcher::new(&config.poll)?;
+    let (poll_settings, poll_updates) = watch::channel(config.poll.clone());
+    let heartbeat = Heartbeat::default();
     let scheduler = Scheduler::new(
         feeds.clone(),
         &config.poll,
         Poller::new(fetcher, store.clone()),
     )
-    .with_changes(changes_inbox);
+    .with_changes(changes_inbox)
+    .with_settings(poll_updates)
+    .with_metrics(metrics.clone());
+    let watchdog_stop = CancellationToken::new();
+    let scheduler = match service::watchdog_interval() {
+        Some(interval) if mode == Mode::Forever => {
+            service::spawn_watchdog(interval, heartbeat.clone(), watchdog_stop.clone());
+            scheduler.with_heartbeat(heartbeat)
+        }
+        _ => scheduler,
+    };
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     let tracker = TaskTracker::new();
     info!(feeds = feeds.len(), mode = ?mode, "Polling.");
+    service::notify("READY=1");
     let mut stats = LoopStats::default();
-    tokio::select! {
-        s = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker) => stats = s,
-        () = shutdown => {
-            info!("Shutting down: finishing polls in flight.");
-            stop.cancel();
+    let mut live = Live {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        poll: poll_settings,
+        sieve: sieve_settings,
+    };
+    let mut hangups = hangups;
+    let polling = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker);
+    tokio::pin!(polling);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            s = &mut polling => {
+                stats = s;
+                break;
+            }
+            () = &mut shutdown => {
+                info!("Shutting down: finishing polls in flight.");
+                service::notify("STOPPING=1");
+                stop.cancel();
+                break;
+            }
+            Some(()) = next_hangup(&mut hangups) => {
+                service::notify("RELOADING=1");
+                live.reload();
+                service::notify("READY=1");
+            }
         }
+    }
+    watchdog_stop.cancel();
+    // The scheduler returns promptly once stopped; its stats are the peak per host.
+    if stop.is_cancelled() {
+        stats = polling.await;
     }
 
     tracker.close();
@@ -261,6 +299,96 @@ pub async fn run(
         let _ = std::fs::remove_file(daemon_info_path(&config.data_dir));
     }
     Ok(summary)
+}
+
+/// What a reload can change while the daemon runs, and where each part goes.
+struct Live {
+    config: Config,
+    catalog: Arc<Catalog>,
+    poll: watch::Sender<crate::config::PollConfig>,
+    sieve: watch::Sender<SieveSettings>,
+}
+
+impl Live {
+    /// Reads the config file again and applies it: feeds added, removed and changed, `[poll]`,
+    /// `[dedup]` thresholds and `[retention]`. A config with errors changes nothing. Keys that
+    /// only take effect at start (`data_dir`, `[api]`, `dedup.max_distance`) keep their running
+    /// values, with a warning.
+    fn reload(&mut self) {
+        let path = self.config.path.clone();
+        info!(config = %path.display(), "Got SIGHUP: reloading the config.");
+        let mut new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "Reload refused: the config has an error; the running config stays.");
+                return;
+            }
+        };
+        let old = &self.config;
+        let mut restart_only = Vec::new();
+        if new.data_dir != old.data_dir {
+            restart_only.push("data_dir");
+            new.data_dir = old.data_dir.clone();
+        }
+        if new.api.listen != old.api.listen || new.api.token_file != old.api.token_file {
+            restart_only.push("[api]");
+            new.api = old.api.clone();
+        }
+        if new.dedup.max_distance != old.dedup.max_distance {
+            restart_only.push("dedup.max_distance");
+            new.dedup.max_distance = old.dedup.max_distance;
+        }
+        if !restart_only.is_empty() {
+            warn!(keys = %restart_only.join(", "), "These settings take effect at the next restart; the running values stay.");
+        }
+        let (added, removed, changed) = match self.catalog.replace_config(new.feeds.clone()) {
+            Ok(counts) => counts,
+            Err(e) => {
+                error!(error = %e, "Reload failed reading the feed list; the running config stays.");
+                return;
+            }
+        };
+        self.poll.send_if_modified(|poll| {
+            let differs = *poll != new.poll;
+            if differs {
+                *poll = new.poll.clone();
+            }
+            differs
+        });
+        let sieve = SieveSettings::from_config(&new);
+        self.sieve.send_if_modified(|s| {
+            let differs = *s != sieve;
+            if differs {
+                *s = sieve;
+            }
+            differs
+        });
+        info!(
+            feeds = new.feeds.len(),
+            added, removed, changed, "Config reloaded."
+        );
+        self.config = new;
+    }
+}
+
+/// The next SIGHUP, or never when none is listened for.
+async fn next_hangup(hangups: &mut Option<Signal>) -> Option<()> {
+    match hangups {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Registers the SIGHUP handler now (before start-up, so that a reload request during start-up
+/// does not kill the process, SIGHUP's default action). `None`, with a warning, if it cannot.
+pub fn hangup_signal() -> Option<Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            warn!(error = %e, "Cannot install a SIGHUP handler; reload by restarting.");
+            None
+        }
+    }
 }
 
 /// Registers SIGTERM and SIGINT handlers now, and returns a future that completes (logging which)

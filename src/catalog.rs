@@ -11,7 +11,7 @@
 //! as a config feed. Only `http` and `https` feeds can be added at run time: a `file://` feed
 //! would let an API client make the daemon read local files.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -177,7 +177,8 @@ pub fn feed_id(url: &str) -> String {
 
 /// The feed list, over the config's feeds and the store.
 pub struct Catalog {
-    config: Vec<FeedConfig>,
+    /// The config file's feeds; replaced on reload.
+    config: RwLock<Vec<FeedConfig>>,
     store: Store,
     changes: Option<mpsc::UnboundedSender<Change>>,
     /// Serializes add, update and remove (each is a read followed by a write).
@@ -188,7 +189,7 @@ impl Catalog {
     /// The catalog of `config`'s feeds and the runtime feeds in `store`.
     pub fn new(config: Vec<FeedConfig>, store: Store) -> Catalog {
         Catalog {
-            config,
+            config: RwLock::new(config),
             store,
             changes: None,
             writing: Mutex::new(()),
@@ -214,8 +215,8 @@ impl Catalog {
 
     /// Every feed: the config's first, in file order, then those added at run time, oldest first.
     pub fn list(&self) -> Result<Vec<Feed>, StoreError> {
-        let mut out: Vec<Feed> = self
-            .config
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Feed> = config
             .iter()
             .map(|c| Feed {
                 id: feed_id(&c.url),
@@ -224,7 +225,7 @@ impl Catalog {
             })
             .collect();
         for e in self.runtime()? {
-            if !self.config.iter().any(|c| c.url == e.url) {
+            if !config.iter().any(|c| c.url == e.url) {
                 out.push(Feed {
                     id: feed_id(&e.url),
                     source: Source::Api,
@@ -265,6 +266,40 @@ impl Catalog {
             // The scheduler is gone only when the process is stopping.
             let _ = tx.send(change);
         }
+    }
+
+    /// Replaces the config file's feeds (a reload) and tells the scheduler what changed: feeds
+    /// new to the list start, feeds gone from it stop, feeds whose settings changed take them
+    /// from their next poll. Returns (added, removed, changed) counts.
+    pub fn replace_config(
+        &self,
+        feeds: Vec<FeedConfig>,
+    ) -> Result<(usize, usize, usize), StoreError> {
+        let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.list()?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = feeds;
+        let after = self.list()?;
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        for feed in &after {
+            match before.iter().find(|b| b.config.url == feed.config.url) {
+                None => {
+                    added += 1;
+                    self.notify(Change::Added(feed.config.clone()));
+                }
+                Some(old) if old.config != feed.config => {
+                    changed += 1;
+                    self.notify(Change::Updated(feed.config.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        for old in &before {
+            if !after.iter().any(|f| f.config.url == old.config.url) {
+                removed += 1;
+                self.notify(Change::Removed(old.config.url.clone()));
+            }
+        }
+        Ok((added, removed, changed))
     }
 
     /// Adds a feed at run time.

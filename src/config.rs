@@ -74,7 +74,7 @@ pub struct ApiConfig {
 }
 
 /// `[poll]`: how feeds are fetched.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollConfig {
     /// Default interval between two polls of one feed.
     pub interval: Duration,
@@ -114,7 +114,7 @@ pub struct DedupConfig {
 }
 
 /// `[retention]`: how long articles are kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionConfig {
     /// Articles older than this are deleted (their fingerprints stay as tombstones).
     pub max_age: Option<Duration>,

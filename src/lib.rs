@@ -20,8 +20,8 @@
 //! | [`opml`]      | OPML subscription lists, read by `feeds import`, written by `export`  |
 //! | [`cli`]       | the commands; reading commands go through the API when the daemon runs |
 //!
-//! [`app`] wires the stages together and stops them in order; [`telemetry`] sets up logging and
-//! holds the metrics.
+//! [`app`] wires the stages together, reloads them on SIGHUP and stops them in order; [`service`]
+//! speaks systemd's notification protocol; [`telemetry`] sets up logging and holds the metrics.
 
 #![warn(missing_docs)]
 
@@ -37,6 +37,7 @@ pub mod opml;
 pub mod parse;
 pub mod poll;
 pub mod scheduler;
+pub mod service;
 pub mod sieve;
 pub mod store;
 pub mod telemetry;

@@ -14,16 +14,18 @@
 //! sieve goes on with the next report.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::config::RetentionConfig;
 use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::{Settings, Verdict, judge};
 use crate::parse::Candidate;
 use crate::poll::{PollOutcome, PollReport};
-use crate::store::{FeedState, FeedStatus, Inserted, StoreError, Writer};
+use crate::store::{FeedState, FeedStatus, Inserted, Retained, StoreError, Writer};
 use crate::telemetry::Metrics;
 
 /// Counts for one report.
@@ -58,28 +60,60 @@ pub struct Summary {
     pub duplicates: u64,
 }
 
-/// How often the sieve takes articles past `dedup.window` out of the similarity indexes.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the sieve takes articles past `dedup.window` out of the similarity indexes and
+/// applies `[retention]`.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Records one retention step may delete; steps repeat until done, with reports handled in
+/// between, so deleting a backlog never holds up ingestion for long.
+const RETENTION_STEP: usize = 500;
+/// Longest a sweep runs before the sieve goes back to its reports.
+const SWEEP_BUDGET: Duration = Duration::from_millis(50);
+
+/// What the sieve applies, from the config; replaced on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SieveSettings {
+    /// Dedup thresholds.
+    pub dedup: Settings,
+    /// `dedup.window`.
+    pub window: Duration,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
+}
+
+impl SieveSettings {
+    /// The sieve's part of `config`.
+    pub fn from_config(config: &crate::config::Config) -> SieveSettings {
+        SieveSettings {
+            dedup: Settings {
+                max_distance: config.dedup.max_distance,
+                containment: config.dedup.containment,
+            },
+            window: config.dedup.window,
+            retention: config.retention.clone(),
+        }
+    }
+}
 
 /// The single writer task's state.
 pub struct Sieve {
     writer: Writer,
-    settings: Settings,
+    settings: SieveSettings,
+    updates: Option<watch::Receiver<SieveSettings>>,
     summary: Summary,
-    window: std::time::Duration,
-    last_sweep: Option<std::time::Instant>,
+    /// When the next sweep is due.
+    next_sweep: Instant,
     metrics: Arc<Metrics>,
 }
 
 impl Sieve {
-    /// A sieve writing through `writer`; similarity indexes forget articles after `window`.
-    pub fn new(writer: Writer, settings: Settings, window: std::time::Duration) -> Sieve {
+    /// A sieve writing through `writer` with `settings`.
+    pub fn new(writer: Writer, settings: SieveSettings) -> Sieve {
         Sieve {
             writer,
             settings,
+            updates: None,
             summary: Summary::default(),
-            window,
-            last_sweep: None,
+            next_sweep: Instant::now(),
             metrics: Arc::new(Metrics::default()),
         }
     }
@@ -90,34 +124,105 @@ impl Sieve {
         self
     }
 
-    /// Takes reports until every sender is gone, then returns the totals.
+    /// Applies new settings as they are sent (a config reload).
+    pub fn with_updates(mut self, updates: watch::Receiver<SieveSettings>) -> Sieve {
+        self.updates = Some(updates);
+        self
+    }
+
+    /// Takes reports until every sender is gone, then returns the totals. Sweeps (window and
+    /// retention) run between reports and, when no report comes, on their own schedule.
     pub fn run_blocking(mut self, mut reports: mpsc::Receiver<PollReport>) -> Summary {
-        self.sweep();
-        while let Some(report) = reports.blocking_recv() {
-            self.handle(report);
-            if self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+        // Inside the runtime (the daemon), wait with a timeout so that sweeps run while idle.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        loop {
+            self.take_updates();
+            if Instant::now() >= self.next_sweep {
                 self.sweep();
             }
+            let next = match &runtime {
+                Some(rt) => {
+                    let wait = self.next_sweep.saturating_duration_since(Instant::now());
+                    match rt.block_on(tokio::time::timeout(wait, reports.recv())) {
+                        Ok(next) => next,
+                        Err(_) => continue,
+                    }
+                }
+                None => reports.blocking_recv(),
+            };
+            let Some(report) = next else { break };
+            self.handle(report);
         }
+        // A last sweep, so that `run --once` applies retention to what it stored.
+        self.sweep();
         self.summary
     }
 
-    /// Forgets, in the similarity indexes, articles older than the window.
+    fn take_updates(&mut self) {
+        if let Some(updates) = &mut self.updates
+            && updates.has_changed().unwrap_or(false)
+        {
+            self.settings = updates.borrow_and_update().clone();
+            info!(window = ?self.settings.window, retention = ?self.settings.retention, "Dedup and retention settings reloaded.");
+            self.next_sweep = Instant::now();
+        }
+    }
+
+    /// Forgets, in the similarity indexes, articles older than the window, then deletes what
+    /// `[retention]` no longer keeps, for at most [`SWEEP_BUDGET`] (the next sweep comes at
+    /// once when work is left).
     pub fn sweep(&mut self) {
-        self.last_sweep = Some(std::time::Instant::now());
-        let Ok(window) = chrono::Duration::from_std(self.window) else {
+        let started = Instant::now();
+        self.next_sweep = started + SWEEP_EVERY;
+        let now = Utc::now();
+        let Ok(window) = chrono::Duration::from_std(self.settings.window) else {
             return;
         };
-        let cutoff = Utc::now() - window;
-        let total = match self.writer.expire_before(cutoff) {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(error = %e, "Could not expire old fingerprints; will try again.");
-                0
+        match self.writer.expire_before(now - window) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(articles = n, window = ?self.settings.window, "Older articles left the dedup indexes.")
             }
-        };
-        if total > 0 {
-            info!(articles = total, window = ?self.window, "Older articles left the dedup indexes.");
+            Err(e) => warn!(error = %e, "Could not expire old fingerprints; will try again."),
+        }
+        let mut total = Retained::default();
+        loop {
+            match self.writer.retain(
+                &self.settings.retention,
+                self.settings.window,
+                now,
+                RETENTION_STEP,
+            ) {
+                Ok(step) => {
+                    total.articles += step.articles;
+                    total.tombstones += step.tombstones;
+                    total.expired_tombstones += step.expired_tombstones;
+                    total.duplicates += step.duplicates;
+                    if !step.more {
+                        break;
+                    }
+                    if started.elapsed() >= SWEEP_BUDGET {
+                        self.next_sweep = Instant::now();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "Retention could not delete old articles; will try again.");
+                    break;
+                }
+            }
+        }
+        if total.any() {
+            self.metrics
+                .deleted(total.articles as u64, total.duplicates as u64);
+            info!(
+                articles = total.articles,
+                tombstones = total.tombstones,
+                expired_tombstones = total.expired_tombstones,
+                duplicates = total.duplicates,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Retention deleted old records."
+            );
         }
     }
 
@@ -267,7 +372,7 @@ impl Sieve {
         fetched: DateTime<Utc>,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let verdict = judge(c, fp, self.writer.store(), self.settings)?;
+        let verdict = judge(c, fp, self.writer.store(), self.settings.dedup)?;
         let found = match verdict {
             Verdict::Relisted => {
                 tally.relisted += 1;

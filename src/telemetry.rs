@@ -41,23 +41,29 @@ pub fn init(format: LogFormat, default_level: &str) {
 /// Counters and gauges exported at `/metrics` in the Prometheus text format. One registry per
 /// process, shared as an `Arc`; every stage records into it, the API renders it.
 ///
-/// Labels come from bounded sets only (poll result, HTTP status, duplicate reason); per-feed
-/// counts are in `/v1/feeds`.
+/// Labels recorded here come from bounded sets only (poll result, HTTP status, duplicate reason);
+/// per-feed series (duplicates by feed) and gauges are read from the store at scrape time and
+/// passed to [`Metrics::render`].
 #[derive(Default)]
 pub struct Metrics {
     polls: Mutex<BTreeMap<&'static str, u64>>,
     statuses: Mutex<BTreeMap<u16, u64>>,
     fetched_bytes: AtomicU64,
     fetch_seconds: Histogram,
+    lag_seconds: Histogram,
     articles: AtomicU64,
     duplicates: Mutex<BTreeMap<&'static str, u64>>,
     stream_clients: AtomicI64,
+    deleted_articles: AtomicU64,
+    deleted_duplicates: AtomicU64,
 }
 
 /// Upper bounds of the fetch-duration buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Upper bounds of the scheduler-lag buckets (how late a poll starts after it was due), seconds.
+const LAG_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
 
-/// A Prometheus histogram over [`BUCKETS`].
+/// A Prometheus histogram with ten buckets (their bounds are given when observing and rendering).
 #[derive(Default)]
 struct Histogram {
     counts: [AtomicU64; 10],
@@ -66,8 +72,8 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn observe(&self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+    fn observe(&self, bounds: &[f64; 10], seconds: f64) {
+        for (bound, count) in bounds.iter().zip(&self.counts) {
             if seconds <= *bound {
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -76,6 +82,47 @@ impl Histogram {
         self.sum_micros
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
+}
+
+impl Histogram {
+    fn render(&self, out: &mut String, name: &str, help: &str, bounds: &[f64; 10]) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+/// A labelled metric computed at scrape time (from the store rather than from events).
+pub struct Series {
+    /// Metric name.
+    pub name: &'static str,
+    /// Its help line.
+    pub help: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Each point: its labels (name, value) and its value.
+    pub points: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+/// Escapes a label value for the Prometheus text format.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
@@ -95,13 +142,25 @@ impl Metrics {
         self.fetched_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
         if result != "deferred" {
-            self.fetch_seconds.observe(seconds);
+            self.fetch_seconds.observe(&BUCKETS, seconds);
         }
     }
 
     /// An article was stored.
     pub fn stored(&self) {
         self.articles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retention deleted `articles` articles and `duplicates` duplicate records.
+    pub fn deleted(&self, articles: u64, duplicates: u64) {
+        self.deleted_articles.fetch_add(articles, Ordering::Relaxed);
+        self.deleted_duplicates
+            .fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// A poll started `seconds` after it was due.
+    pub fn lag(&self, seconds: f64) {
+        self.lag_seconds.observe(&LAG_BUCKETS, seconds);
     }
 
     /// A duplicate was recorded.
@@ -119,9 +178,9 @@ impl Metrics {
         self.stream_clients.load(Ordering::Relaxed)
     }
 
-    /// The metrics in the Prometheus text format; `gauges` are computed by the caller at scrape
-    /// time (name, help, value).
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// The metrics in the Prometheus text format; `gauges` (name, help, value) and `series`
+    /// are computed by the caller at scrape time.
+    pub fn render(&self, gauges: &[(&str, &str, f64)], series: &[Series]) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         let lock = |m: &Mutex<BTreeMap<&'static str, u64>>| {
@@ -158,28 +217,18 @@ impl Metrics {
             "feedsieve_fetched_bytes_total {}",
             self.fetched_bytes.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP feedsieve_fetch_duration_seconds Fetch and parse time of a poll.\n# TYPE feedsieve_fetch_duration_seconds histogram"
+        self.fetch_seconds.render(
+            &mut out,
+            "feedsieve_fetch_duration_seconds",
+            "Fetch and parse time of a poll.",
+            &BUCKETS,
         );
-        for (bound, count) in BUCKETS.iter().zip(&self.fetch_seconds.counts) {
-            let _ = writeln!(
-                out,
-                "feedsieve_fetch_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let total = self.fetch_seconds.total.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "feedsieve_fetch_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+        self.lag_seconds.render(
+            &mut out,
+            "feedsieve_scheduler_lag_seconds",
+            "How late polls start after they are due (host limits, concurrency, a busy loop).",
+            &LAG_BUCKETS,
         );
-        let _ = writeln!(
-            out,
-            "feedsieve_fetch_duration_seconds_sum {}",
-            self.fetch_seconds.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "feedsieve_fetch_duration_seconds_count {total}");
         let _ = writeln!(
             out,
             "# HELP feedsieve_articles_stored_total Unique articles stored.\n# TYPE feedsieve_articles_stored_total counter"
@@ -205,11 +254,39 @@ impl Metrics {
             "feedsieve_stream_clients {}",
             self.stream_clients.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP feedsieve_deleted_total Records deleted by retention, by kind.\n# TYPE feedsieve_deleted_total counter"
+        );
+        for (kind, n) in [
+            ("article", &self.deleted_articles),
+            ("duplicate", &self.deleted_duplicates),
+        ] {
+            let _ = writeln!(
+                out,
+                "feedsieve_deleted_total{{kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, value) in gauges {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
+        }
+        for s in series {
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} {}",
+                s.name, s.help, s.name, s.kind
+            );
+            for (labels, value) in &s.points {
+                let rendered: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                    .collect();
+                let _ = writeln!(out, "{}{{{}}} {value}", s.name, rendered.join(","));
+            }
         }
         out
     }
@@ -226,7 +303,18 @@ mod tests {
         m.poll("error", Some(500), 0, 2.0);
         m.stored();
         m.duplicate("near");
-        let text = m.render(&[("feedsieve_database_bytes", "Bytes on disk.", 42.0)]);
+        m.lag(0.3);
+        m.deleted(2, 1);
+        let series = Series {
+            name: "feedsieve_feed_duplicates_total",
+            help: "Duplicates by feed.",
+            kind: "counter",
+            points: vec![(vec![("feed", "http://a/\"x\"".to_string())], 3.0)],
+        };
+        let text = m.render(
+            &[("feedsieve_database_bytes", "Bytes on disk.", 42.0)],
+            &[series],
+        );
         for line in [
             r#"feedsieve_polls_total{result="ok"} 1"#,
             r#"feedsieve_http_responses_total{status="500"} 1"#,
@@ -237,6 +325,9 @@ mod tests {
             "feedsieve_articles_stored_total 1",
             r#"feedsieve_duplicates_total{reason="near"} 1"#,
             "feedsieve_database_bytes 42",
+            r#"feedsieve_scheduler_lag_seconds_bucket{le="0.5"} 1"#,
+            r#"feedsieve_deleted_total{kind="article"} 2"#,
+            r#"feedsieve_feed_duplicates_total{feed="http://a/\"x\""} 3"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -29,6 +29,9 @@ mod opml;
 mod openapi;
 // Politeness: publisher hints, per-host limits, Retry-After, backoff, gone, redirects, jitter.
 mod polite;
+// Running as a service: systemd notifications and unit checks, SIGHUP reload, stop under load,
+// retention.
+mod service;
 // The live stream: every article once, in order, across a restart; filters.
 mod stream;
 // Articles from RSS 2.0, Atom and JSON Feed are stored with every field.

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::store::{Store, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Series};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -289,33 +289,77 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
         Ok((
             store.last_article_seq()?,
             store.size_on_disk()?,
-            catalog.list()?.len(),
+            catalog.states()?,
             store.consumer_offsets()?.len(),
         ))
     })
     .await?;
-    let body = state.metrics.render(&[
-        (
-            "feedsieve_last_article_seq",
-            "Sequence number of the newest stored article.",
-            last as f64,
-        ),
-        (
-            "feedsieve_feeds",
-            "Feeds polled (config file and run time).",
-            feeds as f64,
-        ),
-        (
-            "feedsieve_consumers",
-            "Named consumers with a committed offset.",
-            consumers as f64,
-        ),
-        (
-            "feedsieve_database_bytes",
-            "Bytes the database takes on disk.",
-            disk as f64,
-        ),
-    ]);
+    let mut by_status: std::collections::BTreeMap<&'static str, u64> =
+        ["pending", "ok", "not_modified", "error", "gone"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
+    let mut duplicates = Vec::with_capacity(feeds.len());
+    let mut articles = Vec::with_capacity(feeds.len());
+    for (feed, state) in &feeds {
+        *by_status.entry(state.status.as_str()).or_default() += 1;
+        let labels = vec![("feed", feed.config.url.clone())];
+        duplicates.push((labels.clone(), state.duplicates as f64));
+        articles.push((labels, state.articles as f64));
+    }
+    let in_error = by_status["error"] + by_status["gone"];
+    let body = state.metrics.render(
+        &[
+            (
+                "feedsieve_last_article_seq",
+                "Sequence number of the newest stored article.",
+                last as f64,
+            ),
+            (
+                "feedsieve_feeds",
+                "Feeds polled (config file and run time).",
+                feeds.len() as f64,
+            ),
+            (
+                "feedsieve_feeds_in_error",
+                "Feeds whose last poll failed, or that are gone.",
+                in_error as f64,
+            ),
+            (
+                "feedsieve_consumers",
+                "Named consumers with a committed offset.",
+                consumers as f64,
+            ),
+            (
+                "feedsieve_database_bytes",
+                "Bytes the database takes on disk.",
+                disk as f64,
+            ),
+        ],
+        &[
+            Series {
+                name: "feedsieve_feeds_by_status",
+                help: "Feeds by the status of their last poll.",
+                kind: "gauge",
+                points: by_status
+                    .into_iter()
+                    .map(|(s, n)| (vec![("status", s.to_string())], n as f64))
+                    .collect(),
+            },
+            Series {
+                name: "feedsieve_feed_articles_total",
+                help: "Articles stored, by feed.",
+                kind: "counter",
+                points: articles,
+            },
+            Series {
+                name: "feedsieve_feed_duplicates_total",
+                help: "Duplicates dropped, by feed.",
+                kind: "counter",
+                points: duplicates,
+            },
+        ],
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 

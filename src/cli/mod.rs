@@ -228,7 +228,8 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             let mode = if once { Mode::Once } else { Mode::Forever };
             let summary = runtime()?.block_on(async {
                 let signal = app::shutdown_signal();
-                app::run(&config, mode, signal).await
+                let hangups = (mode == Mode::Forever).then(app::hangup_signal).flatten();
+                app::run(&config, mode, signal, hangups).await
             })?;
             if once {
                 eprintln!(

@@ -122,7 +122,7 @@ pub trait Index {
 }
 
 /// Dedup settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// Largest Hamming distance for `near`.
     pub max_distance: u32,

@@ -61,6 +61,12 @@ pub struct Hosts {
 }
 
 impl Hosts {
+    /// Applies new limits (a config reload); requests in flight finish under the old ones.
+    pub fn set_limits(&mut self, per_host: usize, gap: Duration) {
+        self.per_host = per_host.max(1);
+        self.gap = gap;
+    }
+
     /// Queues for hosts allowing `per_host` requests in flight, `gap` apart.
     pub fn new(per_host: usize, gap: Duration) -> Hosts {
         Hosts {

@@ -31,19 +31,23 @@ pub mod policy;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::catalog::Change;
 use crate::config::{FeedConfig, PollConfig};
+use crate::fetch::Fetcher;
 use crate::poll::{PollOutcome, PollReport, Poller};
+use crate::service::Heartbeat;
 use crate::store::FeedStatus;
+use crate::telemetry::Metrics;
 use hosts::{Hosts, host_of};
 use policy::Policy;
 
@@ -75,11 +79,20 @@ pub struct Scheduler {
     slots: HashMap<String, usize>,
     /// Catalog changes to apply while running.
     changes: Option<mpsc::UnboundedReceiver<Change>>,
+    /// New `[poll]` settings to apply while running (a config reload).
+    settings: Option<watch::Receiver<PollConfig>>,
+    /// When each queued feed was due (for the lag metric).
+    due: HashMap<usize, Instant>,
+    heartbeat: Option<Heartbeat>,
+    metrics: Arc<Metrics>,
     poller: Poller,
     policy: Policy,
     concurrency: usize,
     hosts: Hosts,
 }
+
+/// How often the loop turns at least, when a watchdog listens to its heartbeat.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a finished loop reports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,6 +112,10 @@ impl Scheduler {
                 .collect(),
             feeds: feeds.into_iter().map(Some).collect(),
             changes: None,
+            settings: None,
+            due: HashMap::new(),
+            heartbeat: None,
+            metrics: Arc::new(Metrics::default()),
             poller,
             policy: Policy::new(poll),
             concurrency: poll.concurrency,
@@ -110,6 +127,44 @@ impl Scheduler {
     pub fn with_changes(mut self, changes: mpsc::UnboundedReceiver<Change>) -> Scheduler {
         self.changes = Some(changes);
         self
+    }
+
+    /// Applies new `[poll]` settings as they are sent: limits, intervals, timeouts, user agent.
+    pub fn with_settings(mut self, settings: watch::Receiver<PollConfig>) -> Scheduler {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Beats `heartbeat` on every turn of the loop, and turns at least every second.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Scheduler {
+        self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    /// Records how late polls start in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Scheduler {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Applies new `[poll]` settings. The fetcher is rebuilt; polls in flight finish with the
+    /// old one.
+    fn reconfigure(&mut self, poll: &PollConfig) {
+        match Fetcher::new(poll) {
+            Ok(fetcher) => self.poller = Poller::new(fetcher, self.poller.store().clone()),
+            Err(e) => {
+                warn!(error = %e, "Could not apply the new [poll] settings; keeping the old ones.");
+                return;
+            }
+        }
+        self.policy = Policy::new(poll);
+        self.concurrency = poll.concurrency;
+        self.hosts.set_limits(poll.per_host, poll.host_gap);
+        info!(
+            concurrency = poll.concurrency,
+            per_host = poll.per_host,
+            "Poll settings reloaded."
+        );
     }
 
     /// Feed `i`'s settings, unless it was removed.
@@ -165,9 +220,13 @@ impl Scheduler {
         }
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         let mut changes = self.changes.take();
+        let mut settings = self.settings.take();
         let mut in_flight = 0usize;
         loop {
             let now = Instant::now();
+            if let Some(h) = &self.heartbeat {
+                h.beat();
+            }
             // Due feeds join their host's queue; in a single pass, a blocked host defers them.
             while let Some(&Reverse((at, i))) = queue.peek() {
                 if at > now {
@@ -177,6 +236,7 @@ impl Scheduler {
                 if self.feed(i).is_none() {
                     continue;
                 }
+                self.due.insert(i, at);
                 let host = host_of(&self.current_url(i));
                 match self.hosts.blocked_until(&host, now) {
                     Some(until) if mode == Mode::Once => self.defer(i, until, &reports).await,
@@ -193,6 +253,10 @@ impl Scheduler {
                     continue;
                 }
                 in_flight += 1;
+                if let Some(due) = self.due.remove(&i) {
+                    self.metrics
+                        .lag(now.saturating_duration_since(due).as_secs_f64());
+                }
                 self.spawn_poll(i, host, &reports, &events_tx, &abort, tracker);
             }
             if mode == Mode::Once && queue.is_empty() && in_flight == 0 && self.hosts.is_empty() {
@@ -201,6 +265,7 @@ impl Scheduler {
             let wake = [
                 queue.peek().map(|Reverse((at, _))| *at),
                 self.hosts.wake_at(),
+                self.heartbeat.as_ref().map(|_| now + HEARTBEAT_EVERY),
             ]
             .into_iter()
             .flatten()
@@ -233,6 +298,7 @@ impl Scheduler {
                         queue.push(Reverse((Instant::now(), i)));
                     }
                 }
+                Some(poll) = next_settings(&mut settings) => self.reconfigure(&poll),
                 () = sleep_until(wake) => {}
             }
         }
@@ -425,6 +491,21 @@ pub fn now_millis() -> chrono::DateTime<Utc> {
 async fn next_change(changes: &mut Option<mpsc::UnboundedReceiver<Change>>) -> Option<Change> {
     match changes {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next `[poll]` settings sent, or never when nobody sends any.
+async fn next_settings(settings: &mut Option<watch::Receiver<PollConfig>>) -> Option<PollConfig> {
+    match settings {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => {
+                // The sender is gone (the daemon is stopping): stop listening.
+                *settings = None;
+                None
+            }
+        },
         None => std::future::pending().await,
     }
 }

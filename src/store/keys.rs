@@ -7,6 +7,7 @@
 //! |---------------------------------------|--------------------------------------------------|
 //! | `a` seq (u64)                         | article record ([`super::records::encode_article`]) |
 //! | `d` duplicate seq (u64)               | duplicate record (same encoding as articles)     |
+//! | `t` article seq (u64)                 | tombstone: a deleted article's record without its text, kept while it is in `dedup.window` |
 //! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item |
 //! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |
 //! | `m` name                              | counters and facts (format, database id)         |
@@ -20,6 +21,8 @@
 pub const ARTICLE: u8 = b'a';
 /// Prefix of duplicate records.
 pub const DUPLICATE: u8 = b'd';
+/// Prefix of tombstones (articles deleted by retention while inside the dedup window).
+pub const TOMBSTONE: u8 = b't';
 
 /// Key of a record in one of the seq logs.
 pub fn logged(prefix: u8, seq: u64) -> [u8; 9] {

@@ -253,6 +253,37 @@ impl Lookup {
         self.last_duplicate = self.last_duplicate.max(seq);
     }
 
+    /// Forgets article `seq` (deleted by retention, out of the window): its item id, guid and
+    /// link. Window entries are not touched: the article left the window before it was deleted.
+    pub fn forget_article(
+        &mut self,
+        seq: u64,
+        id: &str,
+        global_guid: Option<&str>,
+        url: Option<&str>,
+    ) {
+        self.forget_item(id);
+        if let Some(g) = global_guid {
+            let h = key_hash(g);
+            if self.guids.get(&h) == Some(&seq) {
+                self.guids.remove(&h);
+            }
+        }
+        if let Some(u) = url {
+            let h = key_hash(u);
+            if self.urls.get(&h) == Some(&seq) {
+                self.urls.remove(&h);
+            }
+        }
+    }
+
+    /// Forgets an item id (its record was deleted by retention).
+    pub fn forget_item(&mut self, id: &str) {
+        if let Some(v) = item_value(id) {
+            self.items.remove(&v);
+        }
+    }
+
     /// Was an item with this id delivered before?
     pub fn seen(&self, id: &str) -> bool {
         item_value(id).is_some_and(|v| self.items.contains(&v))

@@ -30,6 +30,7 @@
 pub mod keys;
 pub mod lookup;
 pub mod records;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,6 +56,7 @@ const FORMAT: u64 = 3;
 /// needs; the working set is the recent part of the indexes.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
 pub use lookup::MAX_ANCHOR_POSTINGS;
+pub use retention::Retained;
 
 const SEQ_ARTICLES: &str = "seq.articles";
 const SEQ_DUPLICATES: &str = "seq.duplicates";
@@ -349,10 +351,18 @@ impl Store {
             );
         }
         let mut done = 0u64;
-        for kv in self.main.range(
-            keys::logged(keys::ARTICLE, l.last_article.saturating_add(1))
-                ..=keys::logged(keys::ARTICLE, u64::MAX),
-        ) {
+        // Tombstones first: retention deletes a prefix of the log, so their seqs come before
+        // every live article's.
+        let start = l.last_article.saturating_add(1);
+        let records = self
+            .main
+            .range(keys::logged(keys::TOMBSTONE, start)..=keys::logged(keys::TOMBSTONE, u64::MAX))
+            .chain(
+                self.main.range(
+                    keys::logged(keys::ARTICLE, start)..=keys::logged(keys::ARTICLE, u64::MAX),
+                ),
+            );
+        for kv in records {
             let (k, v) = kv?;
             let seq = keys::read_u64(&k[1..]).unwrap_or(0);
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
@@ -639,17 +649,23 @@ impl Store {
         let Some((true, seq)) = self.item(id)? else {
             return Ok(None);
         };
-        match self.article_value(seq)? {
+        match self.main.get(keys::logged(keys::ARTICLE, seq))? {
             Some(v) => Ok(Some(self.with_also_seen(seq, &json_part(seq, v)?)?)),
             None => Ok(None),
         }
     }
 
+    /// Article `seq`'s stored value, or its tombstone when retention deleted it inside the dedup
+    /// window (dedup and `explain` still compare against it; readers never see it).
     fn article_value(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.main.get(keys::logged(keys::ARTICLE, seq))?)
+        match self.main.get(keys::logged(keys::ARTICLE, seq))? {
+            Some(v) => Ok(Some(v)),
+            None => Ok(self.main.get(keys::logged(keys::TOMBSTONE, seq))?),
+        }
     }
 
-    /// The decoded article with sequence number `seq`.
+    /// The decoded article with sequence number `seq` (a tombstone's record, without text, when
+    /// retention deleted it inside the dedup window).
     pub fn article(&self, seq: u64) -> Result<Option<Article>, StoreError> {
         let Some(v) = self.article_value(seq)? else {
             return Ok(None);
@@ -1408,5 +1424,196 @@ mod tests {
             store.by_content(fingerprint(&text).content).unwrap(),
             Some(1)
         );
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_and_tombstones_hold_inside_the_window() {
+        use crate::config::RetentionConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let days = chrono::Duration::days;
+        let window = std::time::Duration::from_secs(30 * 86_400);
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.7,
+        };
+        let limits = RetentionConfig {
+            max_age: Some(std::time::Duration::from_secs(5 * 86_400)),
+            max_articles: None,
+        };
+        let url = |i: u64| format!("https://e/{i}");
+        let ids: Vec<String>;
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            // 1 and 2 are 40 days old (past the window), 3 and 4 ten days, 5 and 6 new.
+            let mut stored = Vec::new();
+            for i in 1..=6u64 {
+                let at = match i {
+                    1 | 2 => now - days(40),
+                    3 | 4 => now - days(10),
+                    _ => now,
+                };
+                let c = candidate("http://f/", &format!("g{i}"), Some(&url(i)), &story(i));
+                match w.insert_article(&c, &fingerprint(&c.text), at).unwrap() {
+                    Inserted::Stored { id, .. } => stored.push(id),
+                    other => panic!("{other:?}"),
+                }
+            }
+            ids = stored;
+            // A copy of 1 recorded back then, and one of 3.
+            for (of, at) in [(1u64, now - days(40)), (3, now - days(10))] {
+                let c = candidate("http://g/", &format!("copy{of}"), None, &story(of));
+                let m = Match {
+                    seq: of,
+                    reason: Reason::Content,
+                    distance: None,
+                    containment: None,
+                };
+                w.insert_duplicate(&c, &fingerprint(&c.text), &m, at)
+                    .unwrap();
+            }
+            w.expire_before(now - days(30)).unwrap();
+            let done = w.retain(&limits, window, now, 500).unwrap();
+            assert_eq!(
+                done,
+                Retained {
+                    articles: 4,
+                    tombstones: 2,
+                    expired_tombstones: 0,
+                    duplicates: 1,
+                    more: false,
+                }
+            );
+            assert_eq!(
+                w.retain(&limits, window, now, 500).unwrap(),
+                Retained::default()
+            );
+            store.flush().unwrap();
+        }
+        // With the saved tables and, after that, rebuilt from the log: the same answers.
+        for rebuilt in [false, true] {
+            if rebuilt {
+                std::fs::remove_file(dir.path().join(LOOKUP_FILE)).unwrap();
+            }
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let seqs: Vec<u64> = store
+                .articles_after(0, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect();
+            assert_eq!(seqs, vec![5, 6], "readers see only what is kept");
+            assert_eq!(store.article_by_id(&ids[2]).unwrap(), None);
+            // The copy of 1 went with it; the copy of 3 stays while 3 is a tombstone.
+            let dups: Vec<u64> = store
+                .duplicates_after(0, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect();
+            assert_eq!(dups, vec![2]);
+            let verdict =
+                |c: &Candidate| judge(c, &fingerprint(&c.text), &store, settings).unwrap();
+            // Inside the window, the deleted story still catches its copies and its link...
+            assert!(
+                matches!(verdict(&candidate("http://h/", "x3", None, &story(3))), Verdict::Duplicate(m) if m.seq == 3 && m.reason == Reason::Content),
+                "rebuilt: {rebuilt}"
+            );
+            assert!(
+                matches!(verdict(&candidate("http://h/", "y3", Some(&url(3)), "other")), Verdict::Duplicate(m) if m.seq == 3 && m.reason == Reason::Url)
+            );
+            assert_eq!(
+                verdict(&candidate("http://f/", "g3", None, &story(3))),
+                Verdict::Relisted
+            );
+            // ...and outside it, the deleted story is forgotten whole.
+            assert_eq!(
+                verdict(&candidate("http://h/", "x1", Some(&url(1)), &story(1))),
+                Verdict::New
+            );
+            assert_eq!(
+                verdict(&candidate("http://f/", "g1", None, &story(1))),
+                Verdict::New
+            );
+            if rebuilt {
+                // A copy of a tombstone names the deleted article.
+                let mut w = store.writer().unwrap();
+                let c = candidate("http://h/", "x3", None, &story(3));
+                let m = Match {
+                    seq: 3,
+                    reason: Reason::Content,
+                    distance: None,
+                    containment: None,
+                };
+                let d = w
+                    .insert_duplicate(&c, &fingerprint(&c.text), &m, now)
+                    .unwrap();
+                let (dup, _) = store.duplicate(d).unwrap().unwrap();
+                assert_eq!(dup.duplicate_of, ids[2]);
+                // 25 days on, the window has passed the tombstones: they go too.
+                let later = now + days(25);
+                w.expire_before(later - days(30)).unwrap();
+                let done = w.retain(&limits, window, later, 500).unwrap();
+                assert_eq!(done.expired_tombstones, 2);
+                assert_eq!(done.duplicates, 2, "the copies of 3 go with its tombstone");
+                assert!(store.duplicates_after(0, 10).unwrap().is_empty());
+                assert_eq!(done.articles, 2, "5 and 6 are past max_age by then");
+                let tombstones: Vec<u64> = store
+                    .main
+                    .scan_prefix([keys::TOMBSTONE])
+                    .keys()
+                    .map(|k| keys::read_u64(&k.unwrap()[1..]).unwrap())
+                    .collect();
+                assert_eq!(
+                    tombstones,
+                    vec![5, 6],
+                    "3 and 4 gone, 5 and 6 inside the window"
+                );
+                assert!(
+                    store
+                        .main
+                        .scan_prefix(keys::also_prefix(3))
+                        .next()
+                        .is_none()
+                );
+                assert_eq!(store.item(&ids[2]).unwrap(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn retention_by_count_works_in_bounded_steps() {
+        use crate::config::RetentionConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        for i in 0..10u64 {
+            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
+            w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+        }
+        let limits = RetentionConfig {
+            max_age: None,
+            max_articles: Some(3),
+        };
+        let window = std::time::Duration::from_secs(86_400);
+        let first = w.retain(&limits, window, now, 4).unwrap();
+        assert_eq!((first.articles, first.tombstones, first.more), (4, 4, true));
+        let second = w.retain(&limits, window, now, 4).unwrap();
+        assert_eq!((second.articles, second.more), (3, false));
+        let seqs: Vec<u64> = store
+            .articles_after(0, 20)
+            .unwrap()
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(seqs, vec![8, 9, 10]);
+        // Seq is never reused after deletions.
+        let c = candidate("http://f/", "g10", None, &story(10));
+        assert!(matches!(
+            w.insert_article(&c, &fingerprint(&c.text), now).unwrap(),
+            Inserted::Stored { seq: 11, .. }
+        ));
     }
 }

@@ -200,6 +200,19 @@ pub enum FeedStatus {
     Pending,
 }
 
+impl FeedStatus {
+    /// The name used in records and metrics (`not_modified`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedStatus::Ok => "ok",
+            FeedStatus::NotModified => "not_modified",
+            FeedStatus::Error => "error",
+            FeedStatus::Gone => "gone",
+            FeedStatus::Pending => "pending",
+        }
+    }
+}
+
 /// A feed's polling state, persisted across restarts.
 ///
 /// # Format

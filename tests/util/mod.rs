@@ -156,6 +156,11 @@ impl TestEnv {
 
     /// Starts `feedsieve run` and waits until its API is up.
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// Starts `feedsieve run` with extra environment variables and waits until its API is up.
+    pub fn start_daemon_with(&self, envs: &[(&str, &str)]) -> Daemon {
         let log = self
             .dir
             .path()
@@ -165,6 +170,7 @@ impl TestEnv {
             .arg(&self.config)
             .arg("run")
             .env("RUST_LOG", "feedsieve=debug")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
