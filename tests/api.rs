@@ -235,10 +235,25 @@ fn the_clean_stream_is_re_exported_as_atom_and_json_feed_and_metrics_count_it() 
         "feedsieve_http_responses_total{status=\"200\"} 2",
         "feedsieve_last_article_seq 3",
         "feedsieve_feeds 2",
+        "feedsieve_feeds_in_error 0",
+        "feedsieve_feeds_by_status{status=\"ok\"} 2",
+        "feedsieve_scheduler_lag_seconds_count 2",
+        "feedsieve_deleted_total{kind=\"article\"} 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "{line} missing:\n{metrics}"
+        );
+    }
+    for prefix in [
+        "feedsieve_feed_duplicates_total{feed=\"http://",
+        "feedsieve_feed_articles_total{feed=\"http://",
+        "feedsieve_database_bytes ",
+        "feedsieve_fetch_duration_seconds_bucket{le=\"+Inf\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(prefix)),
+            "{prefix} missing:\n{metrics}"
         );
     }
     assert_eq!(daemon.stop().code(), Some(0));
