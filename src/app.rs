@@ -231,7 +231,10 @@ pub async fn run(
     let scheduler = match service::watchdog_interval() {
         Some(interval) if mode == Mode::Forever => {
             service::spawn_watchdog(interval, heartbeat.clone(), watchdog_stop.clone());
-            scheduler.with_heartbeat(heartbeat)
+            // Beats at a quarter of the interval (at most every second): the watchdog pings at
+            // half of it, when the last beat is no older than that.
+            let every = (interval / 4).min(Duration::from_secs(1));
+            scheduler.with_heartbeat(heartbeat, every)
         }
         _ => scheduler,
     };

@@ -83,16 +83,14 @@ pub struct Scheduler {
     settings: Option<watch::Receiver<PollConfig>>,
     /// When each queued feed was due (for the lag metric).
     due: HashMap<usize, Instant>,
-    heartbeat: Option<Heartbeat>,
+    /// The loop's heartbeat and how often it must beat at least.
+    heartbeat: Option<(Heartbeat, Duration)>,
     metrics: Arc<Metrics>,
     poller: Poller,
     policy: Policy,
     concurrency: usize,
     hosts: Hosts,
 }
-
-/// How often the loop turns at least, when a watchdog listens to its heartbeat.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a finished loop reports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -135,9 +133,9 @@ impl Scheduler {
         self
     }
 
-    /// Beats `heartbeat` on every turn of the loop, and turns at least every second.
-    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Scheduler {
-        self.heartbeat = Some(heartbeat);
+    /// Beats `heartbeat` on every turn of the loop, and turns at least `every`.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat, every: Duration) -> Scheduler {
+        self.heartbeat = Some((heartbeat, every));
         self
     }
 
@@ -224,7 +222,7 @@ impl Scheduler {
         let mut in_flight = 0usize;
         loop {
             let now = Instant::now();
-            if let Some(h) = &self.heartbeat {
+            if let Some((h, _)) = &self.heartbeat {
                 h.beat();
             }
             // Due feeds join their host's queue; in a single pass, a blocked host defers them.
@@ -236,24 +234,27 @@ impl Scheduler {
                 if self.feed(i).is_none() {
                     continue;
                 }
-                self.due.insert(i, at);
                 let host = host_of(&self.current_url(i));
                 match self.hosts.blocked_until(&host, now) {
                     Some(until) if mode == Mode::Once => self.defer(i, until, &reports).await,
-                    _ => self.hosts.push(&host, i, now),
+                    _ => {
+                        self.due.insert(i, at);
+                        self.hosts.push(&host, i, now);
+                    }
                 }
             }
             while in_flight < self.concurrency {
                 let Some((host, i)) = self.hosts.next(now) else {
                     break;
                 };
+                let due = self.due.remove(&i);
                 if self.feed(i).is_none() {
                     // Removed while it waited for its host.
                     self.hosts.request_done(&host, now);
                     continue;
                 }
                 in_flight += 1;
-                if let Some(due) = self.due.remove(&i) {
+                if let Some(due) = due {
                     self.metrics
                         .lag(now.saturating_duration_since(due).as_secs_f64());
                 }
@@ -265,7 +266,7 @@ impl Scheduler {
             let wake = [
                 queue.peek().map(|Reverse((at, _))| *at),
                 self.hosts.wake_at(),
-                self.heartbeat.as_ref().map(|_| now + HEARTBEAT_EVERY),
+                self.heartbeat.as_ref().map(|(_, every)| now + *every),
             ]
             .into_iter()
             .flatten()
