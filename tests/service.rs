@@ -252,3 +252,32 @@ fn retention_keeps_the_newest_and_a_deleted_story_stays_a_duplicate() {
     assert_eq!(dups.len(), 6, "{dups:#?}");
     assert!(dups.iter().all(|d| d["reason"] == "content"));
 }
+
+#[test]
+fn logs_are_json_lines_on_request_and_version_prints() {
+    let version = crate::util::bin().arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("feedsieve {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let server = FeedServer::start();
+    server.set("/a.rss", generated_feed("logged", 2), "application/rss+xml");
+    let env = TestEnv::with_feeds("", &[server.url("/a.rss")]);
+    let out = env.run(&["--log-format", "json", "run", "--once"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let poll = lines
+        .iter()
+        .find(|l| l["message"] == "Polled feed.")
+        .unwrap_or_else(|| panic!("no poll line in {stderr}"));
+    assert_eq!(poll["level"], "INFO");
+    assert_eq!(poll["new"], 2);
+    assert_eq!(poll["status"], 200);
+}
