@@ -203,7 +203,77 @@ fn main() {
             start.elapsed().as_secs_f64(),
             start.elapsed().as_secs_f64() - opened
         );
+        store.flush().expect("save lookup.bin");
     }
+
+    // 6. The real daemon starting on this store: READY (database open, API listening), then the
+    // dedup indexes loaded in the background; twice, the second time after the first run's
+    // stop has checkpointed the database.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \".\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    for round in ["first start", "after a stop"] {
+        let (ready, indexed, stopped) = daemon_start(dir.path(), &config);
+        println!(
+            "daemon start ({round:>12}): READY after {ready:.2} s, dedup indexes ready after {indexed:.2} s; SIGTERM to exit {stopped:.2} s"
+        );
+    }
+}
+
+/// Starts `feedsieve run` on `config`: seconds until it tells systemd READY=1, until it logs
+/// that its dedup indexes are ready, and from SIGTERM to its exit (checkpoint included).
+fn daemon_start(dir: &Path, config: &Path) -> (f64, f64, f64) {
+    use std::os::unix::net::UnixDatagram;
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+        .expect("timeout");
+    let log_path = dir.join(format!("daemon-{}.log", fastrand::u32(..)));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .expect("start feedsieve");
+    let mut buf = [0u8; 256];
+    let ready = loop {
+        if let Ok(n) = socket.recv(&mut buf)
+            && &buf[..n] == b"READY=1"
+        {
+            break start.elapsed().as_secs_f64();
+        }
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "no READY=1 from the daemon"
+        );
+    };
+    let indexed = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("Dedup indexes ready") {
+            break start.elapsed().as_secs_f64();
+        }
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "indexes never ready:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stopping = Instant::now();
+    // SAFETY: kill(2) on the pid of the child we just spawned and have not waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "the daemon exited with {status}");
+    (ready, indexed, stopping.elapsed().as_secs_f64())
 }
 
 /// Passes of each lookup measurement.

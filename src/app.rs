@@ -7,10 +7,17 @@
 //!  API (axum) ◀──────────────── reads ───────────────────────────────── store
 //! ```
 //!
+//! Start-up, in this order: sled opens; the API listens; systemd hears READY=1; polling starts.
+//! The sieve's first job, on its own thread, is loading the dedup indexes (`lookup.bin`, or a
+//! rebuild from the log); polls that finish before it is done wait for it in the queue. So a
+//! large store is readable at once, and what waits for the indexes is only ingestion.
+//!
 //! Shutdown (SIGTERM, SIGINT, or the end of a `--once` pass), in this order: the scheduler stops
 //! starting polls; polls in flight get [`SHUTDOWN_GRACE`] to finish, then their fetches are
-//! cancelled; the sieve drains what was sent to it; sled is flushed; the API stops. The daemon
-//! then exits 0.
+//! cancelled; the sieve drains what was sent to it; sled is flushed; the API stops. Once every
+//! handle on the store is gone, [`checkpoint`] lets sled write its recovery snapshot, so that the
+//! next start does not replay this run's log. The daemon then exits 0. SIGHUP reloads the config
+//! (see `Live::reload`).
 //!
 //! While it runs, the daemon writes `daemon.json` (its pid and the API's bound address) into the
 //! data directory, so that CLI commands find the API when the database is locked.
@@ -66,21 +73,32 @@ pub fn read_daemon_info(data_dir: &Path) -> Option<DaemonInfo> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Opens the store for `config` and loads (or, the first time, builds) its dedup indexes.
+/// Opens the store for `config`. Its dedup indexes are loaded later, by the sieve (see [`run`]).
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = store::Options {
+    Ok(Store::open(&config.data_dir, &store_options(config))?)
+}
+
+/// The store options `config` asks for.
+fn store_options(config: &Config) -> store::Options {
+    store::Options {
         max_distance: config.dedup.max_distance,
         ..store::Options::default()
-    };
-    let store = Store::open(&config.data_dir, &options)?;
-    let started = std::time::Instant::now();
-    let window = store.prepare_lookup()?;
-    info!(
-        articles = window,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "Dedup indexes ready."
-    );
-    Ok(store)
+    }
+}
+
+/// Writes sled's recovery snapshot once the daemon has let go of the store (see
+/// [`Store::checkpoint`]), so that the next start does not replay this run's writes. A failure
+/// only costs the next start time, so it is logged, not returned.
+pub fn checkpoint(config: &Config) {
+    match Store::checkpoint(&config.data_dir, &store_options(config)) {
+        Ok(took) => info!(
+            elapsed_ms = took.as_millis() as u64,
+            "Database checkpointed for a fast next start."
+        ),
+        Err(e) => {
+            warn!(error = %e, "Could not checkpoint the database; the next start replays its log.")
+        }
+    }
 }
 
 /// Reads the API token when the config names a token file.
@@ -210,10 +228,27 @@ pub async fn run(
     // The sieve: the one writer, on its own thread.
     let (reports, inbox) = mpsc::channel(SIEVE_QUEUE);
     let (sieve_settings, sieve_updates) = watch::channel(SieveSettings::from_config(config));
-    let sieve = Sieve::new(store.writer()?, SieveSettings::from_config(config))
-        .with_metrics(metrics.clone())
-        .with_updates(sieve_updates);
-    let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(inbox));
+    let mut sieve = {
+        let store = store.clone();
+        let settings = SieveSettings::from_config(config);
+        let metrics = metrics.clone();
+        // The dedup indexes load (or, the first time, build) here, in the background: the API
+        // answers and systemd hears READY while they do, and polls queue for the sieve.
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Summary> {
+            let started = std::time::Instant::now();
+            let writer = store.writer()?;
+            info!(
+                articles = store.prepare_lookup()?,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Dedup indexes ready."
+            );
+            Ok(Sieve::new(writer, settings)
+                .with_metrics(metrics)
+                .with_updates(sieve_updates)
+                .run_blocking(inbox))
+        })
+    };
+    let mut sieve_ended = None;
 
     // The scheduler and its poll tasks.
     let fetcher = Fetcher::new(&config.poll)?;
@@ -266,6 +301,15 @@ pub async fn run(
                 stop.cancel();
                 break;
             }
+            ended = &mut sieve => {
+                // The sieve only ends early when it failed (it could not load its indexes):
+                // stop, and report why.
+                error!("The sieve stopped; shutting down.");
+                stop.cancel();
+                abort.cancel();
+                sieve_ended = Some(ended);
+                break;
+            }
             Some(()) = next_hangup(&mut hangups) => {
                 service::notify("RELOADING=1");
                 live.reload();
@@ -288,10 +332,15 @@ pub async fn run(
         abort.cancel();
         tracker.wait().await;
     }
-    let mut summary = sieve.await.context("the sieve thread failed")?;
-    summary.peak_per_host = stats.peak_per_host;
-    let flushed = store.flush()?;
-    info!(bytes = flushed, "Database flushed.");
+    let ended = match sieve_ended {
+        Some(ended) => ended,
+        None => sieve.await,
+    };
+    let sieved = ended.context("the sieve thread failed").and_then(|r| r);
+    let flushed = store.flush();
+    if let Ok(bytes) = &flushed {
+        info!(bytes, "Database flushed.");
+    }
     api_stop.cancel();
     if let Some(api) = api {
         match api.await {
@@ -301,6 +350,9 @@ pub async fn run(
         }
         let _ = std::fs::remove_file(daemon_info_path(&config.data_dir));
     }
+    let mut summary = sieved?;
+    flushed?;
+    summary.peak_per_host = stats.peak_per_host;
     Ok(summary)
 }
 

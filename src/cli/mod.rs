@@ -231,6 +231,8 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 let hangups = (mode == Mode::Forever).then(app::hangup_signal).flatten();
                 app::run(&config, mode, signal, hangups).await
             })?;
+            // Every handle on the store is gone with the runtime: write sled's snapshot now.
+            app::checkpoint(&config);
             if once {
                 eprintln!(
                     "feedsieve: polled {} feeds ({} fetched, {} not modified, {} failed, {} deferred): {} new articles, {} duplicates dropped{}",

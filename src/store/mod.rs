@@ -262,6 +262,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens and closes the database in `data_dir`, so that the next open is fast: sled 0.34
+    /// writes its recovery snapshot only while opening, after replaying every log entry written
+    /// since the last one. The daemon calls this as it stops, paying for its own writes once,
+    /// instead of the next start paying for them (10 s for a million articles, against 0.4 s
+    /// from a fresh snapshot). Returns how long it took.
+    pub fn checkpoint(
+        data_dir: &Path,
+        options: &Options,
+    ) -> Result<std::time::Duration, StoreError> {
+        let started = std::time::Instant::now();
+        drop(Store::open(data_dir, options)?);
+        Ok(started.elapsed())
+    }
+
     /// Refuses a database in another layout; stamps a new one; migrates format 2.
     fn check_format(&self) -> Result<(), StoreError> {
         match self.meta(FORMAT_KEY)? {
