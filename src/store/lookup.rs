@@ -29,7 +29,7 @@
 //! no usable file, the tables are rebuilt from the article log once (with progress in the log).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use crate::dedup::blocks::BlockTables;
@@ -496,10 +496,15 @@ impl Lookup {
 
     /// Reads tables saved by [`Lookup::save`] for the database `db_id` and `max_distance`;
     /// `None` when the file is missing, for another database or layout, or damaged.
+    /// The file is read as a stream, so loading never holds the file and the tables at once.
     pub fn load(path: &Path, db_id: u64, max_distance: u32) -> Option<Lookup> {
-        let bytes = std::fs::read(path).ok()?;
-        let mut r = Bytes(&bytes);
-        if r.take(8)? != MAGIC || r.u32()? != VERSION || r.u32()? != max_distance {
+        let file = std::fs::File::open(path).ok()?;
+        let left = file.metadata().ok()?.len();
+        let mut r = Reader {
+            r: BufReader::with_capacity(1 << 20, file),
+            left,
+        };
+        if &r.take::<8>()? != MAGIC || r.u32()? != VERSION || r.u32()? != max_distance {
             return None;
         }
         if r.u64()? != db_id {
@@ -533,7 +538,7 @@ impl Lookup {
                 exact: false,
                 long: Bloom::default(),
             };
-            let flags = r.take(1)?[0];
+            let [flags] = r.take::<1>()?;
             let mut long = Bloom::default();
             for word in &mut long.0 {
                 *word = r.u64()?;
@@ -554,7 +559,7 @@ impl Lookup {
             slots.push(r.u64()?);
         }
         l.anchors = AnchorTable { slots, used };
-        (r.0.is_empty() && l.anchors.consistent()).then_some(l)
+        (r.left == 0 && l.anchors.consistent()).then_some(l)
     }
 }
 
@@ -566,31 +571,33 @@ fn put64(w: &mut impl Write, v: u64) -> std::io::Result<()> {
     w.write_all(&v.to_le_bytes())
 }
 
-/// A cursor over saved bytes.
-struct Bytes<'a>(&'a [u8]);
+/// A reader of saved tables: little-endian numbers from a buffered file, counting the bytes
+/// left so that a count in the file can be checked before anything is reserved for it.
+struct Reader {
+    r: BufReader<std::fs::File>,
+    left: u64,
+}
 
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
+impl Reader {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.left = self.left.checked_sub(N as u64)?;
+        let mut bytes = [0u8; N];
+        self.r.read_exact(&mut bytes).ok()?;
+        Some(bytes)
     }
 
     fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        Some(u32::from_le_bytes(self.take()?))
     }
 
     fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        Some(u64::from_le_bytes(self.take()?))
     }
 
     /// A count of records of `size` bytes that the rest of the file can hold.
     fn len(&mut self, size: usize) -> Option<usize> {
         let n = usize::try_from(self.u64()?).ok()?;
-        (n.checked_mul(size)? <= self.0.len()).then_some(n)
+        (n.checked_mul(size)? as u64 <= self.left).then_some(n)
     }
 }
 
