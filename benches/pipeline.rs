@@ -141,6 +141,23 @@ fn main() {
         "index:                      {:>8.0} bytes of memory per stored article (every dedup index)",
         store.index_bytes().unwrap_or(0) as f64 / stored.max(1) as f64
     );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "process memory:             {:>8.0} MB resident after the fill (peak {:.0} MB), of which the dedup indexes {:.0} MB and the {} articles' texts held by this bench {:.0} MB",
+        kib("VmRSS:") / 1024.0,
+        kib("VmHWM:") / 1024.0,
+        store.index_bytes().unwrap_or(0) as f64 / 1e6 / 1.048_576,
+        bodies.len(),
+        html_bytes as f64 * 2.0 / 1_048_576.0
+    );
 
     // 4. Lookups against it: each measured over ROUNDS passes after a warm-up pass, the median
     // pass reported (the machine is shared with sled's background threads and the kernel's
