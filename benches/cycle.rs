@@ -43,15 +43,9 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let get = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-    };
-    let num =
-        |name: &str, default: usize| get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let flags = support::Flags::from_env();
+    let get = |name: &str| flags.get(name);
+    let num = |name: &str, default: usize| flags.parse(name, default);
     Args {
         feeds: num("--feeds", 10_000),
         items: num("--items", 20),

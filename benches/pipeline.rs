@@ -11,6 +11,8 @@
 //! median 326 words), else synthetic 400-word texts. The stored articles are synthetic texts drawn
 //! from the same vocabulary, so no lookup is answered by an exact match.
 
+mod support;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,19 +24,9 @@ use feedsieve::parse::normalize::html_to_text;
 use feedsieve::store::{Options, Store};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let stored: usize = args
-        .iter()
-        .position(|a| a == "--stored")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let cache_mb: u64 = args
-        .iter()
-        .position(|a| a == "--cache-mb")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(Options::default().cache_bytes >> 20);
+    let flags = support::Flags::from_env();
+    let stored: usize = flags.parse("--stored", 100_000);
+    let cache_mb: u64 = flags.parse("--cache-mb", Options::default().cache_bytes >> 20);
 
     let (bodies, source) = load_articles();
     let words: usize = bodies.iter().map(|b| b.split_whitespace().count()).sum();
@@ -141,15 +133,7 @@ fn main() {
         "index:                      {:>8.0} bytes of memory per stored article (every dedup index)",
         store.index_bytes().unwrap_or(0) as f64 / stored.max(1) as f64
     );
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let kib = |field: &str| support::status_kib(0, field) as f64;
     println!(
         "process memory:             {:>8.0} MB resident after the fill (peak {:.0} MB), of which the dedup indexes {:.0} MB and the {} articles' texts held by this bench {:.0} MB",
         kib("VmRSS:") / 1024.0,

@@ -29,7 +29,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,24 +58,14 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let get = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-    };
-    let num = |name: &str, default: u64| get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let seconds = get("--seconds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| num("--minutes", 10) * 60);
+    let flags = support::Flags::from_env();
+    let get = |name: &str| flags.get(name);
+    let num = |name: &str, default: u64| flags.parse(name, default);
+    let seconds = flags.parse("--seconds", num("--minutes", 10) * 60);
     Args {
         feeds: num("--feeds", 300).max(2) as usize,
         hosts: num("--hosts", 4).clamp(1, 250) as usize,
-        period: get("--period")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5.0f64)
-            .max(0.1),
+        period: flags.parse("--period", 5.0f64).max(0.1),
         seconds,
         sample: num("--sample", 30).max(1),
         interval: get("--interval").unwrap_or_else(|| "5s".into()),
@@ -249,20 +239,6 @@ struct Sample {
     duplicates: u64,
 }
 
-/// `VmRSS` and `VmHWM` (KiB) of a process.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Bytes allocated on disk under `dir` (what `du` counts).
 fn disk_usage(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -312,20 +288,9 @@ fn start_daemon(dir: &Path, a: &Args, urls: &[String]) -> (Child, PathBuf) {
     for u in urls {
         config.push_str(&format!("[[feeds]]\nurl = \"{u}\"\n"));
     }
-    let path = dir.join("feedsieve.toml");
-    std::fs::write(&path, config).expect("config");
     let data = dir.join("data");
     let _ = std::fs::remove_file(data.join("daemon.json"));
-    let child = Command::new(env!("CARGO_BIN_EXE_feedsieve"))
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
-        .spawn()
-        .expect("start feedsieve");
-    (child, data)
+    (support::spawn_daemon(dir, &config), data)
 }
 
 /// The daemon's log, last lines, for when it failed.
@@ -444,7 +409,10 @@ fn main() {
             eprintln!("the daemon exited early ({status}):\n{}", log_tail(&dir));
             std::process::exit(1);
         }
-        let (rss_kib, peak_kib) = rss(pid);
+        let (rss_kib, peak_kib) = (
+            support::status_kib(pid, "VmRSS:"),
+            support::status_kib(pid, "VmHWM:"),
+        );
         let (stored, kept, duplicates) = rt.block_on(counts(&http, &base));
         let s = Sample {
             seconds: next,

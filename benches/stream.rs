@@ -14,7 +14,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,14 +34,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let num = |name: &str, default: usize| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let flags = support::Flags::from_env();
+    let num = |name: &str, default: usize| flags.parse(name, default);
     Args {
         feeds: num("--feeds", 400),
         items: num("--items", 50),
@@ -219,17 +213,7 @@ fn start_daemon(dir: &std::path::Path, feed_base: &str, feeds: usize) -> (Child,
     for f in 0..feeds {
         config.push_str(&format!("[[feeds]]\nurl = \"{feed_base}/{f}.xml\"\n"));
     }
-    let path = dir.join("feedsieve.toml");
-    std::fs::write(&path, config).expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_feedsieve"))
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
-        .spawn()
-        .expect("start feedsieve");
+    let child = support::spawn_daemon(dir, &config);
     let info = dir.join("data/daemon.json");
     let started = Instant::now();
     while !info.exists() {

@@ -1,4 +1,5 @@
-//! What the benchmarks share: words to write articles with, and a process's peak memory.
+//! What the benchmarks share: their command-line flags, words to write articles with, a
+//! process's memory, and starting the real daemon.
 
 #![allow(dead_code)]
 
@@ -51,4 +52,63 @@ pub fn sample_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
         }
         peak
     })
+}
+
+/// The bench's command-line flags: `--name value` pairs after `cargo bench --bench X --`.
+pub struct Flags(Vec<String>);
+
+impl Flags {
+    /// This process's flags.
+    pub fn from_env() -> Flags {
+        Flags(std::env::args().collect())
+    }
+
+    /// The value after `name`, if given.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.0.get(i + 1))
+            .cloned()
+    }
+
+    /// The value after `name` parsed, or `default` when absent or unparsable.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        self.get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unreadable; `pid` 0 is this
+/// process.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let path = if pid == 0 {
+        "/proc/self/status".to_string()
+    } else {
+        format!("/proc/{pid}/status")
+    };
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `config` to `dir/feedsieve.toml` and starts the real `feedsieve run` on it, logging
+/// warnings to `dir/daemon.log`.
+pub fn spawn_daemon(dir: &Path, config: &str) -> std::process::Child {
+    let path = dir.join("feedsieve.toml");
+    std::fs::write(&path, config).expect("config");
+    std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
+        .spawn()
+        .expect("start feedsieve")
 }
