@@ -133,6 +133,13 @@ fn main() {
         "index:                      {:>8.0} bytes of memory per stored article (every dedup index)",
         store.index_bytes().unwrap_or(0) as f64 / stored.max(1) as f64
     );
+    let parts: Vec<String> = store
+        .index_parts()
+        .unwrap_or_default()
+        .iter()
+        .map(|(name, bytes)| format!("{name} {:.0}", *bytes as f64 / stored.max(1) as f64))
+        .collect();
+    println!("index by table (bytes per article): {}", parts.join(", "));
     let kib = |field: &str| support::status_kib(0, field) as f64;
     println!(
         "process memory:             {:>8.0} MB resident after the fill (peak {:.0} MB), of which the dedup indexes {:.0} MB and the {} articles' texts held by this bench {:.0} MB",

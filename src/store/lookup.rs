@@ -426,6 +426,11 @@ impl Lookup {
 
     /// Approximate bytes the tables take in memory.
     pub fn memory_bytes(&self) -> usize {
+        self.memory_parts().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Approximate bytes of each table (name, bytes), for benchmarks and diagnostics.
+    pub fn memory_parts(&self) -> [(&'static str, usize); 6] {
         let map = |n: usize, entry: usize| n * (entry + 1) * 8 / 7;
         let near: usize = self
             .near
@@ -437,13 +442,20 @@ impl Lookup {
                         .sum::<usize>()
             })
             .sum();
-        map(self.items.capacity(), 8)
-            + map(self.guids.capacity(), 16)
-            + map(self.urls.capacity(), 16)
-            + map(self.contents.capacity(), 16)
-            + self.window.capacity() * std::mem::size_of::<Entry>()
-            + near
-            + self.anchors.slots.capacity() * 8
+        [
+            ("items", map(self.items.capacity(), 8)),
+            (
+                "guids+urls",
+                map(self.guids.capacity(), 16) + map(self.urls.capacity(), 16),
+            ),
+            ("contents", map(self.contents.capacity(), 16)),
+            (
+                "window",
+                self.window.capacity() * std::mem::size_of::<Entry>(),
+            ),
+            ("near", near),
+            ("anchors", self.anchors.slots.capacity() * 8),
+        ]
     }
 
     /// Articles in the window.

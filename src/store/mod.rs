@@ -486,6 +486,16 @@ impl Store {
         Ok(self.read_lookup()?.memory_bytes() as u64)
     }
 
+    /// [`Store::index_bytes`] table by table: (name, bytes).
+    pub fn index_parts(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        Ok(self
+            .read_lookup()?
+            .memory_parts()
+            .iter()
+            .map(|&(n, b)| (n, b as u64))
+            .collect())
+    }
+
     /// Up to `limit` article records with seq greater than `after`, as stored (without
     /// `also_seen`; see [`Store::article_records_after`]): (seq, NDJSON record).
     pub fn articles_after(
