@@ -133,10 +133,13 @@ fn sighup_reloads_feeds_and_keeps_running_on_a_broken_config() {
         env.records(&["articles"]).len() == 2
     });
 
-    // Swap alpha for bravo, and change a [poll] setting.
+    // Swap alpha for bravo, change a [poll] setting and retention, and (restart only) the
+    // API's address.
     let swapped = original
         .replace(&a, &b)
-        .replace("interval = \"1s\"", "interval = \"1s\"\nconcurrency = 4");
+        .replace("interval = \"1s\"", "interval = \"1s\"\nconcurrency = 4")
+        .replace("127.0.0.1:0", "127.0.0.1:1")
+        .replace("[poll]", "[retention]\nmax_articles = 1000\n[poll]");
     std::fs::write(&env.config, &swapped).unwrap();
     daemon.signal("HUP");
     wait_until(Duration::from_secs(20), "bravo's articles", || {
@@ -153,11 +156,14 @@ fn sighup_reloads_feeds_and_keeps_running_on_a_broken_config() {
         polls,
         "alpha polled after removal"
     );
-    assert!(
-        daemon.log().contains("Poll settings reloaded"),
-        "{}",
-        daemon.log()
-    );
+    let log = daemon.log();
+    for line in [
+        "Poll settings reloaded",
+        "Dedup and retention settings reloaded",
+        "take effect at the next restart",
+    ] {
+        assert!(log.contains(line), "{line} not in\n{log}");
+    }
 
     // A broken config is refused; the running one stays and polling goes on.
     std::fs::write(&env.config, swapped.replace("[poll]", "[poll]\nbogus = 1")).unwrap();
