@@ -291,3 +291,39 @@ fn logs_are_json_lines_on_request_and_version_prints() {
     assert_eq!(poll["new"], 2);
     assert_eq!(poll["status"], 200);
 }
+
+#[test]
+fn fsck_checks_the_database_and_waits_for_the_daemon_to_stop() {
+    let server = FeedServer::start();
+    server.set(
+        "/a.rss",
+        generated_feed("checked", 5),
+        "application/rss+xml",
+    );
+    // The same stories again under other guids: duplicates with their links.
+    let copies = generated_feed("checked", 5).replace("\">checked-", "\">again-");
+    server.set("/b.rss", copies, "application/rss+xml");
+    let env = TestEnv::with_feeds("", &[server.url("/a.rss"), server.url("/b.rss")]);
+    env.once();
+    let out = env.run(&["fsck"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("fsck: 5 articles, 0 tombstones, 5 duplicates: clean"),
+        "{stdout}"
+    );
+
+    let daemon = env.start_daemon();
+    let out = env.run(&["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop it, then run fsck"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(daemon.stop().code(), Some(0));
+    let out = env.run(&["fsck", "--repair"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clean after repair"));
+    assert_eq!(env.records(&["articles"]).len(), 5);
+}

@@ -7,6 +7,7 @@
 //! (`feedsieve articles | head`) ends the command quietly with 0.
 
 mod follow;
+mod fsck;
 mod inspect;
 mod manage;
 mod read;
@@ -92,6 +93,13 @@ enum Command {
     },
     /// Validate the config and exit: 0 when valid, 2 otherwise.
     Check,
+    /// Check the database's consistency (exit 0 when clean, 1 when not); the daemon must be
+    /// stopped.
+    Fsck {
+        /// Rebuild item ids, links, counters and the dedup indexes from the records.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// What `feeds` does besides listing.
@@ -274,6 +282,10 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 p.after,
                 p.limit,
             ))?)
+        }
+        Command::Fsck { repair } => {
+            let config = load_config(cli.config.as_ref())?;
+            Ok(fsck::fsck(&config, repair)?)
         }
         Command::Explain { target } => {
             let config = load_config(cli.config.as_ref())?;

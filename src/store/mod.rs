@@ -27,6 +27,7 @@
 //! three keys per article, and every dedup check is answered from memory; sled is read only to
 //! confirm a hit (a guid or link hash, an anchor's candidates).
 
+pub mod fsck;
 pub mod keys;
 pub mod lookup;
 pub mod records;
@@ -1639,5 +1640,67 @@ mod tests {
             w.insert_article(&c, &fingerprint(&c.text), now).unwrap(),
             Inserted::Stored { seq: 11, .. }
         ));
+    }
+
+    #[test]
+    fn fsck_finds_broken_indexes_and_repair_rebuilds_them_from_the_records() {
+        use crate::config::RetentionConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        for i in 0..6u64 {
+            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
+            w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+        }
+        for of in [3u64, 5] {
+            let c = candidate("http://g/", &format!("copy{of}"), None, &story(of - 1));
+            let m = Match {
+                seq: of,
+                reason: Reason::Content,
+                distance: None,
+                containment: None,
+            };
+            w.insert_duplicate(&c, &fingerprint(&c.text), &m, now)
+                .unwrap();
+        }
+        // Two articles deleted inside the window: tombstones.
+        let limits = RetentionConfig {
+            max_age: None,
+            max_articles: Some(4),
+        };
+        w.retain(&limits, std::time::Duration::from_secs(3600), now, 100)
+            .unwrap();
+        let clean = store.fsck().unwrap();
+        assert_eq!(
+            (clean.articles, clean.tombstones, clean.duplicates),
+            (4, 2, 2)
+        );
+        assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+        let before = store.articles_after(0, 100).unwrap();
+
+        // Break it: an article unindexed, a stray item id, a lost link, a counter behind.
+        let a4: Article = serde_json::from_slice(&before[1].1).unwrap();
+        store.main.remove(keys::item(&a4.id)).unwrap();
+        store
+            .main
+            .insert(
+                keys::item("ffffffffffffffff"),
+                &keys::became_article(99)[..],
+            )
+            .unwrap();
+        store.main.remove(&keys::also(5, 2)[..]).unwrap();
+        store
+            .main
+            .insert(keys::meta(SEQ_ARTICLES), &3u64.to_be_bytes()[..])
+            .unwrap();
+        let broken = store.fsck().unwrap();
+        assert_eq!(broken.problems.len(), 4, "{:#?}", broken.problems);
+
+        let repaired = store.repair().unwrap();
+        assert!(repaired.problems.is_empty(), "{:?}", repaired.problems);
+        assert_eq!(store.articles_after(0, 100).unwrap(), before);
+        assert_eq!(store.last_article_seq().unwrap(), 6);
+        assert!(!dir.path().join(LOOKUP_FILE).exists());
     }
 }
