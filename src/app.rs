@@ -250,6 +250,10 @@ pub async fn run(
     };
     let mut sieve_ended = None;
 
+    // Group commit: articles become visible to readers once they are on disk (Store::sync).
+    let syncer_stop = CancellationToken::new();
+    let syncer = tokio::spawn(sync_loop(store.clone(), syncer_stop.clone()));
+
     // The scheduler and its poll tasks.
     let fetcher = Fetcher::new(&config.poll)?;
     let (poll_settings, poll_updates) = watch::channel(config.poll.clone());
@@ -337,6 +341,8 @@ pub async fn run(
         None => sieve.await,
     };
     let sieved = ended.context("the sieve thread failed").and_then(|r| r);
+    syncer_stop.cancel();
+    let _ = syncer.await;
     let flushed = store.flush();
     if let Ok(bytes) = &flushed {
         info!(bytes, "Database flushed.");
@@ -354,6 +360,36 @@ pub async fn run(
     flushed?;
     summary.peak_per_host = stats.peak_per_host;
     Ok(summary)
+}
+
+/// How often new articles are written to disk and made visible to readers: the most a reader
+/// waits for an article, and what the group commit batches.
+const SYNC_EVERY: Duration = Duration::from_millis(50);
+
+/// Syncs the store every [`SYNC_EVERY`] while articles arrive, until `stop`.
+async fn sync_loop(store: Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if store
+            .last_article_seq()
+            .is_ok_and(|last| last <= store.visible_seq())
+        {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "Could not write new articles to disk; will try again.")
+            }
+            Err(e) => warn!(error = %e, "The sync task failed; will try again."),
+        }
+    }
 }
 
 /// What a reload can change while the daemon runs, and where each part goes.

@@ -9,6 +9,8 @@ mod api;
 mod consumers;
 // Feeds added, changed and removed at run time, through the API and the CLI.
 mod catalog;
+// SIGKILL at random moments: nothing listed is lost, fsck stays clean, ingestion resumes.
+mod crash;
 // Config errors exit 2 naming file, line and key; `check` validates without starting.
 mod config;
 // Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.

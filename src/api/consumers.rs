@@ -37,7 +37,7 @@ fn name_ok(name: &str) -> Result<(), ApiError> {
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let (offsets, last) = blocking(&state, move || {
-        Ok((store.consumer_offsets()?, store.last_article_seq()?))
+        Ok((store.consumer_offsets()?, store.visible_seq()))
     })
     .await?;
     let consumers: Vec<_> = offsets
@@ -95,7 +95,7 @@ pub(super) async fn ack(
     let store = state.store.clone();
     let answer = name.clone();
     blocking(&state, move || {
-        let last = store.last_article_seq()?;
+        let last = store.visible_seq();
         if seq > last {
             return Err(ApiError::bad_request(format!(
                 "seq {seq} is past the newest article ({last})"

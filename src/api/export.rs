@@ -33,7 +33,7 @@ async fn newest(
     let filter = Filter::from_params(state, &params)?;
     let store = state.store.clone();
     let articles = blocking(state, move || {
-        let last = store.last_article_seq()?;
+        let last = store.visible_seq();
         if last == 0 {
             return Ok(Vec::new());
         }

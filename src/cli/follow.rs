@@ -45,8 +45,7 @@ pub async fn tail(config: &Config, follow: bool, after: Option<u64>) -> anyhow::
                 cursor.get_or_insert(0);
             }
             Source::Local(store) => {
-                let mut c =
-                    *cursor.get_or_insert(store.last_article_seq()?.saturating_sub(TAIL_LINES));
+                let mut c = *cursor.get_or_insert(store.visible_seq().saturating_sub(TAIL_LINES));
                 loop {
                     let rows = store.article_records_after(c, PAGE)?;
                     let Some((last, _)) = rows.last() else { break };

@@ -13,10 +13,12 @@
 //! - **One writer.** All writes go through the single [`Writer`], owned by the sieve, so a dedup
 //!   check and the insert that follows it cannot interleave with another insert. The exact keys
 //!   (guid, url, content) are checked again just before the write as a second line.
-//! - **Durability.** sled writes its log to disk every 500 ms; [`Store::flush`] forces it (the
-//!   daemon calls it on shutdown and `run --once` before exiting), then saves the dedup indexes.
-//!   A hard crash loses at most the last half second of writes, never consistency: the indexes
-//!   file only ever holds articles already on disk, and opening indexes what came after it.
+//! - **Durability.** Readers see an article only once it is on disk: [`Store::sync`] (the
+//!   daemon's group commit, every 50 ms while articles arrive) and [`Store::flush`] write sled's
+//!   buffers out and only then raise the visible seq. So a crash, even `kill -9`, never takes
+//!   back an article that a reader was shown; it can only lose what nobody saw yet, which the
+//!   next poll fetches again. The indexes file only ever holds articles already on disk, and
+//!   opening indexes what came after it.
 //! - **One process.** A lock file in the data directory admits one process at a time; a second
 //!   one gets [`StoreError::Locked`] and the CLI goes through the running daemon's API instead.
 //!
@@ -138,7 +140,9 @@ struct Shared {
     _lock: File,
     writer_taken: AtomicBool,
     path: PathBuf,
-    /// The last article seq stored; readers wait on it for new articles.
+    /// The newest article seq on disk, the last one readers see: an article becomes visible
+    /// only once it is flushed, so nothing a reader saw can be lost in a crash. Readers wait on
+    /// it for new articles.
     stored: tokio::sync::watch::Sender<u64>,
     /// The dedup indexes, built on first use (reading commands never need them).
     lookup: OnceLock<RwLock<Lookup>>,
@@ -466,7 +470,9 @@ impl Store {
     /// `lookup.bin`, in that order, so that the file never holds an article the database could
     /// still lose. Returns the bytes sled flushed.
     pub fn flush(&self) -> Result<usize, StoreError> {
+        let upto = self.last_article_seq()?;
         let flushed = self.db.flush()?;
+        self.publish(upto);
         if let Some(l) = self.shared.lookup.get() {
             let path = self.shared.path.join(LOOKUP_FILE);
             l.read()
@@ -475,6 +481,34 @@ impl Store {
                 .map_err(|source| StoreError::Io { path, source })?;
         }
         Ok(flushed)
+    }
+
+    /// Writes what sled buffers to disk and makes the articles stored so far visible to readers
+    /// (the daemon calls it every few tens of milliseconds while articles arrive: a group
+    /// commit). Cheaper than [`Store::flush`], which also saves the dedup indexes.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let upto = self.last_article_seq()?;
+        if upto > self.visible_seq() {
+            self.db.flush()?;
+            self.publish(upto);
+        }
+        Ok(())
+    }
+
+    /// Makes articles up to `seq` visible and wakes the readers waiting for them.
+    fn publish(&self, seq: u64) {
+        self.shared.stored.send_if_modified(|v| {
+            let newer = seq > *v;
+            if newer {
+                *v = seq;
+            }
+            newer
+        });
+    }
+
+    /// The newest article readers may see: everything up to it is on disk.
+    pub fn visible_seq(&self) -> u64 {
+        *self.shared.stored.borrow()
     }
 
     /// Bytes the database occupies on disk.
@@ -504,7 +538,10 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        self.log_after(keys::ARTICLE, after, limit, json_part)
+        let visible = self.visible_seq();
+        let mut rows = self.log_after(keys::ARTICLE, after, limit, json_part)?;
+        rows.retain(|(seq, _)| *seq <= visible);
+        Ok(rows)
     }
 
     /// Up to `limit` article records with seq greater than `after`, as consumers see them: the
@@ -583,10 +620,14 @@ impl Store {
         budget: usize,
         keep: impl Fn(&[u8]) -> bool,
     ) -> Result<(Records, Option<u64>), StoreError> {
+        let visible = self.visible_seq();
+        if !backward && from > visible {
+            return Ok((Vec::new(), None));
+        }
         let range = if backward {
-            keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, from)
+            keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, from.min(visible))
         } else {
-            keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, u64::MAX)
+            keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, visible)
         };
         let mut iter = self.main.range(range);
         let mut kept = Vec::new();
@@ -671,7 +712,7 @@ impl Store {
 
     /// The article record stored under `id`, as consumers see it (with `also_seen`).
     pub fn article_by_id(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some((true, seq)) = self.item(id)? else {
+        let Some((true, seq)) = self.item(id)?.filter(|&(_, seq)| seq <= self.visible_seq()) else {
             return Ok(None);
         };
         match self.main.get(keys::logged(keys::ARTICLE, seq))? {
@@ -1055,7 +1096,6 @@ impl Writer {
             self.since_save = 0;
             store.flush()?;
         }
-        store.shared.stored.send_replace(seq);
         Ok(Inserted::Stored { seq, id })
     }
 
@@ -1348,6 +1388,7 @@ mod tests {
         assert!(
             matches!(verdict(&candidate("http://g/", "copy-b", None, &b)), Verdict::Duplicate(m) if m.reason == Reason::Content)
         );
+        store.sync().unwrap();
         assert_eq!(store.articles_after(0, 10).unwrap().len(), 2);
     }
 
@@ -1627,6 +1668,7 @@ mod tests {
         assert_eq!((first.articles, first.tombstones, first.more), (4, 4, true));
         let second = w.retain(&limits, window, now, 4).unwrap();
         assert_eq!((second.articles, second.more), (3, false));
+        store.sync().unwrap();
         let seqs: Vec<u64> = store
             .articles_after(0, 20)
             .unwrap()
@@ -1677,6 +1719,7 @@ mod tests {
             (4, 2, 2)
         );
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+        store.sync().unwrap();
         let before = store.articles_after(0, 100).unwrap();
 
         // Break it: an article unindexed, a stray item id, a lost link, a counter behind.
@@ -1702,5 +1745,29 @@ mod tests {
         assert_eq!(store.articles_after(0, 100).unwrap(), before);
         assert_eq!(store.last_article_seq().unwrap(), 6);
         assert!(!dir.path().join(LOOKUP_FILE).exists());
+    }
+
+    #[test]
+    fn readers_see_an_article_only_once_it_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let watch = store.watch_articles();
+        let c = candidate("http://f/", "g1", None, &story(1));
+        let Inserted::Stored { id, .. } = w
+            .insert_article(&c, &fingerprint(&c.text), Utc::now())
+            .unwrap()
+        else {
+            panic!("not stored");
+        };
+        assert_eq!(store.last_article_seq().unwrap(), 1);
+        assert!(store.articles_after(0, 10).unwrap().is_empty());
+        assert_eq!(store.article_by_id(&id).unwrap(), None);
+        assert!(!watch.has_changed().unwrap());
+        store.sync().unwrap();
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(store.visible_seq(), 1);
+        assert_eq!(store.articles_after(0, 10).unwrap().len(), 1);
+        assert!(store.article_by_id(&id).unwrap().is_some());
     }
 }
