@@ -363,8 +363,10 @@ pub async fn run(
 }
 
 /// How often new articles are written to disk and made visible to readers: the most a reader
-/// waits for an article, and what the group commit batches.
-const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// waits for an article, and what the group commit batches. Each sled flush seals a write
+/// buffer, so flushing more often costs memory: on the 1,000-feed peer workload the peak was
+/// 223 MB at 50 ms, 158 MB at 200 ms and 148 MB at 500 ms, for the same wall time.
+const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// Syncs the store every [`SYNC_EVERY`] while articles arrive, until `stop`.
 async fn sync_loop(store: Store, stop: CancellationToken) {
