@@ -364,9 +364,11 @@ pub async fn run(
 
 /// How often new articles are written to disk and made visible to readers: the most a reader
 /// waits for an article, and what the group commit batches. Each sled flush seals a write
-/// buffer, so flushing more often costs memory: on the 1,000-feed peer workload the peak was
-/// 223 MB at 50 ms, 158 MB at 200 ms and 148 MB at 500 ms, for the same wall time.
-const SYNC_EVERY: Duration = Duration::from_millis(200);
+/// buffer, and flushing often costs memory: on the 1,000-feed peer workload pass 1 peaked at
+/// 223 MB with 50 ms, 158 MB with 200 ms and 148 MB with 500 ms, in the same time; at 10,000
+/// feeds, 431 MB with 200 ms and 343 MB with 500 ms (280 MB with sled's own 500 ms flush and
+/// no group commit, which could take back what readers saw).
+const SYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// Syncs the store every [`SYNC_EVERY`] while articles arrive, until `stop`.
 async fn sync_loop(store: Store, stop: CancellationToken) {

@@ -14,7 +14,7 @@
 //!   check and the insert that follows it cannot interleave with another insert. The exact keys
 //!   (guid, url, content) are checked again just before the write as a second line.
 //! - **Durability.** Readers see an article only once it is on disk: [`Store::sync`] (the
-//!   daemon's group commit, every 200 ms while articles arrive) and [`Store::flush`] write sled's
+//!   daemon's group commit, every 500 ms while articles arrive) and [`Store::flush`] write sled's
 //!   buffers out and only then raise the visible seq. So a crash, even `kill -9`, never takes
 //!   back an article that a reader was shown; it can only lose what nobody saw yet, which the
 //!   next poll fetches again. The indexes file only ever holds articles already on disk, and
