@@ -162,18 +162,7 @@ impl Store {
         let (articles, tombstones, duplicates) = self.read_records(&mut ignored)?;
         // Drop every derived key, then write them again from the records.
         for prefix in [b'i', b'x'] {
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for key in self.main.scan_prefix([prefix]).keys().take(10_000) {
-                    batch.remove(key?);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                self.main.apply_batch(batch)?;
-            }
+            self.remove_prefix(prefix)?;
         }
         let mut batch = sled::Batch::default();
         let mut article_of: HashMap<&str, u64> = HashMap::new();

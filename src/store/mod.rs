@@ -298,24 +298,31 @@ impl Store {
         }
     }
 
+    /// Removes every key of `main` under the one-byte `prefix`, 10,000 to a batch; returns how
+    /// many.
+    fn remove_prefix(&self, prefix: u8) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in self.main.scan_prefix([prefix]).keys().take(10_000) {
+                batch.remove(key?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(removed);
+            }
+            self.main.apply_batch(batch)?;
+            removed += n;
+        }
+    }
+
     /// Format 2 kept the dedup indexes in sled; they are rebuilt in memory now, so their keys
     /// go (near postings, anchors, guid, link and content keys, and two layout counters).
     fn migrate_from_2(&self) -> Result<(), StoreError> {
         let mut removed = 0u64;
         for prefix in [b's', b'w', b'g', b'u', b'c'] {
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for key in self.main.scan_prefix([prefix]).keys().take(10_000) {
-                    batch.remove(key?);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                self.main.apply_batch(batch)?;
-                removed += n;
-            }
+            removed += self.remove_prefix(prefix)?;
         }
         for name in ["near.max_distance", "window.cursor"] {
             self.main.remove(keys::meta(name))?;
