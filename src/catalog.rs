@@ -332,15 +332,22 @@ impl Catalog {
         })
     }
 
-    /// Changes a feed added at run time.
-    pub fn update(&self, id_or_url: &str, patch: FeedPatch) -> Result<Feed, CatalogError> {
-        let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+    /// The feed with this id or URL, which must have been added at run time (the config file's
+    /// feeds are changed in the file).
+    fn runtime_feed(&self, id_or_url: &str) -> Result<Feed, CatalogError> {
         let feed = self
             .get(id_or_url)?
             .ok_or_else(|| CatalogError::NotFound(id_or_url.into()))?;
         if feed.source == Source::Config {
             return Err(CatalogError::FromConfig(feed.config.url));
         }
+        Ok(feed)
+    }
+
+    /// Changes a feed added at run time.
+    pub fn update(&self, id_or_url: &str, patch: FeedPatch) -> Result<Feed, CatalogError> {
+        let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let feed = self.runtime_feed(id_or_url)?;
         let mut entry = self
             .runtime()?
             .into_iter()
@@ -372,12 +379,7 @@ impl Catalog {
     /// Removes a feed added at run time. Its articles stay.
     pub fn remove(&self, id_or_url: &str) -> Result<Feed, CatalogError> {
         let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let feed = self
-            .get(id_or_url)?
-            .ok_or_else(|| CatalogError::NotFound(id_or_url.into()))?;
-        if feed.source == Source::Config {
-            return Err(CatalogError::FromConfig(feed.config.url));
-        }
+        let feed = self.runtime_feed(id_or_url)?;
         self.store.remove_catalog_entry(&feed.config.url)?;
         self.notify(Change::Removed(feed.config.url.clone()));
         Ok(feed)

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{FeedServer, TestEnv, data, http_get, wait_until};
+use crate::util::{FeedServer, TestEnv, http_get, wait_until};
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -11,16 +11,8 @@ fn json(body: &str) -> Value {
 #[test]
 fn the_api_pages_by_cursor_and_answers_bad_requests_with_400() {
     let server = FeedServer::start();
-    server.set(
-        "/herald.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
-    server.set(
-        "/kell.atom",
-        std::fs::read(data("feeds/kell.atom")).unwrap(),
-        "application/atom+xml",
-    );
+    server.serve_fixture("herald.rss");
+    server.serve_fixture("kell.atom");
     let env = TestEnv::with_feeds("", &[server.url("/herald.rss"), server.url("/kell.atom")]);
     let daemon = env.start_daemon();
     let addr = env.api_addr();
@@ -170,16 +162,8 @@ fn on_loopback_changes_need_the_token_and_reads_do_not() {
 #[test]
 fn the_clean_stream_is_re_exported_as_atom_and_json_feed_and_metrics_count_it() {
     let server = FeedServer::start();
-    server.set(
-        "/herald.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
-    server.set(
-        "/kell.atom",
-        std::fs::read(data("feeds/kell.atom")).unwrap(),
-        "application/atom+xml",
-    );
+    server.serve_fixture("herald.rss");
+    server.serve_fixture("kell.atom");
     let env = TestEnv::new(&format!(
         "[poll]\nhost_gap = \"0s\"\n[[feeds]]\nurl = \"{}\"\ntags = [\"town\"]\n[[feeds]]\nurl = \"{}\"\ntags = [\"science\"]\n",
         server.url("/herald.rss"),

@@ -8,6 +8,20 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// Consumer `indexer`'s next batch of at most two.
+fn next_two(addr: &str) -> Value {
+    json(
+        &http(
+            addr,
+            "GET",
+            "/v1/consumers/indexer/next?limit=2",
+            None,
+            None,
+        )
+        .1,
+    )
+}
+
 fn seqs(page: &Value) -> Vec<u64> {
     page["articles"]
         .as_array()
@@ -48,31 +62,13 @@ fn a_named_consumer_gets_each_batch_until_it_commits_and_its_offset_survives_res
     });
 
     // At-least-once: the same batch until it is acknowledged.
-    let page = json(
-        &http(
-            &addr,
-            "GET",
-            "/v1/consumers/indexer/next?limit=2",
-            None,
-            None,
-        )
-        .1,
-    );
+    let page = next_two(&addr);
     assert_eq!(seqs(&page), [1, 2]);
     assert_eq!(
         (page["offset"].as_u64(), page["next"].as_u64()),
         (Some(0), Some(2))
     );
-    let again = json(
-        &http(
-            &addr,
-            "GET",
-            "/v1/consumers/indexer/next?limit=2",
-            None,
-            None,
-        )
-        .1,
-    );
+    let again = next_two(&addr);
     assert_eq!(seqs(&again), [1, 2]);
 
     // Committing needs the token.
@@ -104,16 +100,7 @@ fn a_named_consumer_gets_each_batch_until_it_commits_and_its_offset_survives_res
         (200, Some(2)),
         "{body}"
     );
-    let page = json(
-        &http(
-            &addr,
-            "GET",
-            "/v1/consumers/indexer/next?limit=2",
-            None,
-            None,
-        )
-        .1,
-    );
+    let page = next_two(&addr);
     assert_eq!(seqs(&page), [3, 4]);
 
     // Bad requests say what is wrong.

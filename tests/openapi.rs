@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::sse::SseClient;
-use crate::util::{FeedServer, TestEnv, data, http, wait_until};
+use crate::util::{FeedServer, TestEnv, http, wait_until};
 
 /// Resolves a `$ref` into the document.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -49,16 +49,8 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
 fn every_documented_operation_answers_as_documented() {
     let doc: Value = serde_json::from_str(include_str!("../src/api/openapi.json")).unwrap();
     let server = FeedServer::start();
-    server.set(
-        "/herald.rss",
-        std::fs::read(data("feeds/herald.rss")).unwrap(),
-        "application/rss+xml",
-    );
-    server.set(
-        "/kell.atom",
-        std::fs::read(data("feeds/kell.atom")).unwrap(),
-        "application/atom+xml",
-    );
+    server.serve_fixture("herald.rss");
+    server.serve_fixture("kell.atom");
     let env = TestEnv::new(&format!(
         "[api]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n[poll]\nhost_gap = \"0s\"\n[[feeds]]\nurl = \"{}\"\n",
         server.url("/herald.rss")
