@@ -379,12 +379,6 @@ async fn sync_loop(store: Store, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if store
-            .last_article_seq()
-            .is_ok_and(|last| last <= store.visible_seq())
-        {
-            continue;
-        }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.sync()).await {
             Ok(Ok(())) => {}

@@ -120,7 +120,13 @@ pub struct RetentionConfig {
     pub max_age: Option<Duration>,
     /// The oldest articles beyond this count are deleted.
     pub max_articles: Option<u64>,
+    /// Ingestion pauses while the data directory's filesystem has less than this many bytes
+    /// free (0: never), so that the disk filling up never makes a write fail; reads go on.
+    pub min_free: u64,
 }
+
+/// Default `retention.min_free`: room for sled to flush, compact and open again.
+pub const DEFAULT_MIN_FREE: u64 = 128 << 20;
 
 /// One `[[feeds]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +324,12 @@ impl Default for RawDedup {
 struct RawRetention {
     max_age: Option<Dur>,
     max_articles: Option<u64>,
+    #[serde(default = "default_min_free")]
+    min_free: Size,
+}
+
+fn default_min_free() -> Size {
+    Size(DEFAULT_MIN_FREE)
 }
 
 impl Default for RawRetention {
@@ -325,6 +337,7 @@ impl Default for RawRetention {
         RawRetention {
             max_age: Some(Dur(Duration::from_secs(90 * 86_400))),
             max_articles: Some(1_000_000),
+            min_free: default_min_free(),
         }
     }
 }
@@ -458,6 +471,7 @@ impl RawConfig {
             retention: RetentionConfig {
                 max_age: self.retention.max_age.map(|d| d.0),
                 max_articles: self.retention.max_articles,
+                min_free: self.retention.min_free.0,
             },
             feeds,
         })

@@ -11,14 +11,19 @@
 //! so a crash in between makes the next poll fetch the body again rather than lose it.
 //!
 //! A store failure while handling one report is logged and written into that feed's state; the
-//! sieve goes on with the next report.
+//! sieve goes on with the next report. A write the disk refuses (no space left, an I/O error) is
+//! different: sled refuses every write after it until the database is reopened, so the sieve
+//! stops taking reports (the bounded channel then holds the fetchers back), and tries, with
+//! backoff, to write a probe file and reopen the store; when that works it goes on. Reads are
+//! served throughout. The feed whose report failed kept its old validators, so its next poll
+//! fetches the items again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::RetentionConfig;
 use crate::dedup::fingerprint::Fingerprint;
@@ -68,6 +73,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const RETENTION_STEP: usize = 500;
 /// Longest a sweep runs before the sieve goes back to its reports.
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
+/// First wait before trying the disk again after a write failed; it doubles up to
+/// [`RECOVER_MAX_WAIT`].
+const RECOVER_FIRST_WAIT: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts to write again.
+const RECOVER_MAX_WAIT: Duration = Duration::from_secs(30);
+/// Free space a probe must be able to write, beside sled's snapshots, before the store is
+/// reopened (sled writes a snapshot as it opens, and log segments of 512 KiB).
+const PROBE_BYTES: u64 = 2 << 20;
 
 /// What the sieve applies, from the config; replaced on reload.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +150,11 @@ impl Sieve {
         let runtime = tokio::runtime::Handle::try_current().ok();
         loop {
             self.take_updates();
+            // A write failed (here, or in the group commit): nothing is written until the store
+            // is reopened.
+            if self.writer.store().is_failed() && !self.recover(&reports) {
+                return self.summary;
+            }
             if Instant::now() >= self.next_sweep {
                 self.sweep();
             }
@@ -151,6 +169,9 @@ impl Sieve {
                 None => reports.blocking_recv(),
             };
             let Some(report) = next else { break };
+            if !self.wait_for_space(&reports) {
+                return self.summary;
+            }
             self.handle(report);
         }
         // A last sweep, so that `run --once` applies retention to what it stored.
@@ -232,6 +253,12 @@ impl Sieve {
         self.summary.polls += 1;
         match self.apply(report) {
             Ok(tally) => tally,
+            Err((_, e)) if e.is_io() => {
+                self.writer.store().mark_unwritable();
+                error!(feed = %url, error = %e, "The disk refused a write: ingestion stops until it takes writes again; reads go on.");
+                self.summary.failed.push((url, e.to_string()));
+                Tally::default()
+            }
             Err((report_state, e)) => {
                 warn!(feed = %url, error = %e, "Could not store a poll's results.");
                 self.summary.failed.push((url, e.to_string()));
@@ -244,6 +271,99 @@ impl Sieve {
                     }
                 }
                 Tally::default()
+            }
+        }
+    }
+
+    /// Holds ingestion while the data directory's filesystem has less than `retention.min_free`
+    /// free, checking again with backoff; reads go on meanwhile. Returns false, without waiting
+    /// further, once every report sender is gone.
+    fn wait_for_space(&mut self, reports: &mpsc::Receiver<PollReport>) -> bool {
+        let store = self.writer.store().clone();
+        let low = |min: u64| match store.free_bytes() {
+            Ok(free) => (free < min).then_some(free),
+            Err(e) => {
+                warn!(error = %e, "Could not read the free space of the data directory.");
+                None
+            }
+        };
+        let min_free = self.settings.retention.min_free;
+        if min_free == 0 {
+            return true;
+        }
+        let Some(free) = low(min_free) else {
+            return true;
+        };
+        let started = Instant::now();
+        store.set_waiting_for_space(true);
+        error!(
+            free_bytes = free,
+            min_free,
+            "The data directory's disk is nearly full: ingestion pauses until retention.min_free is free again; reads go on."
+        );
+        let mut wait = RECOVER_FIRST_WAIT;
+        loop {
+            if !self.sleep_unless_closed(reports, wait) {
+                return false;
+            }
+            self.take_updates();
+            let min_free = self.settings.retention.min_free;
+            if min_free == 0 || low(min_free).is_none() {
+                store.set_waiting_for_space(false);
+                info!(
+                    paused_ms = started.elapsed().as_millis() as u64,
+                    "The disk has room again; ingestion resumes."
+                );
+                return true;
+            }
+            wait = (wait * 2).min(RECOVER_MAX_WAIT);
+        }
+    }
+
+    /// Sleeps for `wait`; false (at once) if every report sender is gone meanwhile.
+    fn sleep_unless_closed(&self, reports: &mpsc::Receiver<PollReport>, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if reports.is_closed() {
+                warn!(
+                    "Stopping while ingestion waits for the disk; the polls not stored are fetched again at the next start."
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(wait));
+        }
+        true
+    }
+
+    /// Waits until the store takes writes again: with backoff, writes a probe file beside the
+    /// database, then reopens it. Returns false, without waiting further, once every report
+    /// sender is gone (the daemon is stopping; what was stored is safe, and the reports not
+    /// taken are fetched again by the next run).
+    fn recover(&mut self, reports: &mpsc::Receiver<PollReport>) -> bool {
+        let started = Instant::now();
+        let mut wait = RECOVER_FIRST_WAIT;
+        let mut attempts = 0u32;
+        loop {
+            if !self.sleep_unless_closed(reports, wait) {
+                return false;
+            }
+            attempts += 1;
+            let tried = probe_space(self.writer.store().path())
+                .map_err(|e| e.to_string())
+                .and_then(|()| self.writer.reopen().map_err(|e| e.to_string()));
+            match tried {
+                Ok(()) => {
+                    info!(
+                        attempts,
+                        stalled_ms = started.elapsed().as_millis() as u64,
+                        "The database takes writes again; ingestion resumes."
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    wait = (wait * 2).min(RECOVER_MAX_WAIT);
+                    warn!(attempts, error = %e, retry_in_ms = wait.as_millis() as u64, "The database still takes no writes.");
+                }
             }
         }
     }
@@ -403,4 +523,38 @@ impl Sieve {
         self.metrics.duplicate(found.reason.as_str());
         Ok(())
     }
+}
+
+/// Writes and removes a file of [`PROBE_BYTES`] plus the size of sled's snapshots in
+/// `data_dir`, synced to disk: whether there is room to reopen the database and write again.
+fn probe_space(data_dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let snapshots: u64 = std::fs::read_dir(data_dir.join("db"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("snap."))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let path = data_dir.join("space.probe");
+    let result = (|| {
+        let mut file = std::fs::File::create(&path)?;
+        let block = vec![0u8; 64 << 10];
+        let mut left = PROBE_BYTES + snapshots;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            file.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("probe write in {}: {e}", data_dir.display()),
+        )
+    })
 }

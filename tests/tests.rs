@@ -11,6 +11,8 @@ mod consumers;
 mod catalog;
 // SIGKILL at random moments: nothing listed is lost, fsck stays clean, ingestion resumes.
 mod crash;
+// A full disk: ingestion stops, reads go on, and it resumes when space returns.
+mod disk;
 // Config errors exit 2 naming file, line and key; `check` validates without starting.
 mod config;
 // Conditional GET: a second poll of unchanged feeds is a 304 and stores nothing.

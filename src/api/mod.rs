@@ -166,6 +166,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        // The disk refused a read or write, or the store is being reopened after one: the
+        // daemon is recovering, so the answer is "try again", not a bug.
+        if e.is_io() || matches!(e, StoreError::Reopening(_)) {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         ApiError::internal(e)
     }
 }
@@ -275,7 +280,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `{"status": "ok", "last_seq": N}`: alive, and the newest article's seq.
 async fn healthz(State(state): State<ApiState>) -> Response {
     let last = *state.store.watch_articles().borrow();
-    json(format!(r#"{{"status":"ok","last_seq":{last}}}"#))
+    // Reads go on while the disk refuses writes, so the daemon is up, but degraded.
+    let (status, writable) = if state.store.is_writable() {
+        ("ok", true)
+    } else {
+        ("degraded", false)
+    };
+    json(format!(
+        r#"{{"status":"{status}","last_seq":{last},"writable":{writable}}}"#
+    ))
 }
 
 async fn openapi() -> Response {
@@ -334,6 +347,11 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
                 "feedsieve_database_bytes",
                 "Bytes the database takes on disk.",
                 disk as f64,
+            ),
+            (
+                "feedsieve_store_writable",
+                "1 while the database takes writes; 0 from a refused write (a full disk) until it was reopened.",
+                if state.store.is_writable() { 1.0 } else { 0.0 },
             ),
         ],
         &[

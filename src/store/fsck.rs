@@ -103,14 +103,14 @@ impl Store {
             )
             .collect();
         for (id, want) in &by_id {
-            match self.main.get(keys::item(id))? {
+            match self.h()?.main.get(keys::item(id))? {
                 Some(v) if v.as_ref() == want.as_slice() => {}
                 Some(_) => report.problem(format!("item {id} points at another record")),
                 None => report.problem(format!("item {id} is not indexed")),
             }
         }
         // Every item id points at a record with that id.
-        for kv in self.main.scan_prefix(b"i") {
+        for kv in self.h()?.main.scan_prefix(b"i") {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]);
             if !by_id.contains_key(id.as_ref()) {
@@ -125,7 +125,7 @@ impl Store {
         }
         // Every link joins an article (or tombstone) and a duplicate that names it.
         let mut linked = std::collections::HashSet::new();
-        for key in self.main.scan_prefix(b"x").keys() {
+        for key in self.h()?.main.scan_prefix(b"x").keys() {
             let key = key?;
             let (Some(article), Some(dup)) = (keys::read_u64(&key[1..]), keys::read_u64(&key[9..]))
             else {
@@ -191,8 +191,8 @@ impl Store {
             keys::meta(SEQ_DUPLICATES),
             &last_duplicate.to_be_bytes()[..],
         );
-        self.main.apply_batch(batch)?;
-        self.db.flush()?;
+        self.h()?.main.apply_batch(batch)?;
+        self.h()?.db.flush()?;
         let lookup = self.shared.path.join(LOOKUP_FILE);
         match std::fs::remove_file(&lookup) {
             Ok(()) => {}
@@ -223,7 +223,7 @@ impl Store {
         .into_iter()
         .enumerate()
         {
-            for kv in self.main.scan_prefix([prefix]) {
+            for kv in self.h()?.main.scan_prefix([prefix]) {
                 let (k, v) = kv?;
                 let Some(seq) = keys::read_u64(&k[1..]).filter(|_| k.len() == 9) else {
                     report.problem(format!("a malformed {what} key"));

@@ -118,6 +118,19 @@ pub enum StoreError {
     /// A second writer was requested.
     #[error("store: a writer already exists for this database")]
     WriterTaken,
+    /// The database is closed because reopening it after a write failure failed; the writer
+    /// tries again.
+    #[error("store: the database is being reopened after a write failure: {0}")]
+    Reopening(String),
+}
+
+impl StoreError {
+    /// Whether this is the disk refusing a write or a read (no space, an I/O error): sled then
+    /// refuses every later write until the database is reopened, so the writer stops ingesting
+    /// and reopens it ([`Store::reopen`]) instead of failing report after report.
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
 }
 
 /// Records read from a seq log: (seq, NDJSON record) pairs.
@@ -126,24 +139,61 @@ pub type Records = Vec<(u64, Vec<u8>)>;
 /// A handle on the database: cheap to clone, safe to share between tasks for reading.
 #[derive(Clone)]
 pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// The open sled database and its trees. They sit behind a lock so that the store can be
+/// reopened in place after a write failure ([`Store::reopen`]): sled 0.34 refuses every write
+/// after one failed (a full disk, say) until the database is opened again.
+struct Handles {
     db: sled::Db,
     main: sled::Tree,
     feeds: sled::Tree,
     consumers: sled::Tree,
     catalog: sled::Tree,
-    shared: Arc<Shared>,
+}
+
+impl Handles {
+    fn open(db_path: &Path, options: &Options) -> Result<Handles, StoreError> {
+        let db = sled::Config::new()
+            .path(db_path)
+            .cache_capacity(options.cache_bytes)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: db_path.to_path_buf(),
+                source,
+            })?;
+        Ok(Handles {
+            main: db.open_tree("main")?,
+            feeds: db.open_tree("feeds")?,
+            consumers: db.open_tree("consumers")?,
+            catalog: db.open_tree("catalog")?,
+            db,
+        })
+    }
 }
 
 /// What all clones share: the lock file (held open while any clone lives) and whether the one
 /// writer was handed out.
 struct Shared {
-    _lock: File,
+    /// The open database; `None` only while a reopen failed (the next attempt fills it).
+    handles: RwLock<Option<Arc<Handles>>>,
+    /// What it was opened with, for reopening.
+    options: Options,
+    /// False while ingestion waits for the disk: free space below `retention.min_free`, or a
+    /// write failed and the store was not reopened yet. What `/healthz` reports.
+    writable: AtomicBool,
+    /// True from a write failure until the store was reopened: the group commit waits.
+    failed: AtomicBool,
     writer_taken: AtomicBool,
     path: PathBuf,
     /// The newest article seq on disk, the last one readers see: an article becomes visible
     /// only once it is flushed, so nothing a reader saw can be lost in a crash. Readers wait on
     /// it for new articles.
     stored: tokio::sync::watch::Sender<u64>,
+    /// The newest duplicate seq on disk: duplicate records (and `also_seen` entries) become
+    /// visible with the same group commit as articles.
+    visible_duplicate: AtomicU64,
     /// The dedup indexes, built on first use (reading commands never need them).
     lookup: OnceLock<RwLock<Lookup>>,
     /// Held while the lookup tables are built, so they are built once.
@@ -152,6 +202,10 @@ struct Shared {
     max_distance: u32,
     /// This database's random id, which the lookup file must carry.
     db_id: AtomicU64,
+    /// The lock file, held while the database is open. Last, because fields drop in order:
+    /// it must outlive sled's handles, or another process could take the lock and then find
+    /// sled's own files still locked.
+    _lock: File,
 }
 
 /// Options for opening a store.
@@ -227,23 +281,14 @@ impl Store {
                 });
             }
         }
-        let db_path = data_dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: db_path,
-                source,
-            })?;
+        let options = options.clone();
+        let handles = Handles::open(&data_dir.join("db"), &options)?;
         let store = Store {
-            main: db.open_tree("main")?,
-            feeds: db.open_tree("feeds")?,
-            consumers: db.open_tree("consumers")?,
-            catalog: db.open_tree("catalog")?,
-            db,
             shared: Arc::new(Shared {
                 _lock: lock,
+                handles: RwLock::new(Some(Arc::new(handles))),
+                writable: AtomicBool::new(true),
+                failed: AtomicBool::new(false),
                 writer_taken: AtomicBool::new(false),
                 path: data_dir.to_path_buf(),
                 stored: tokio::sync::watch::Sender::new(0),
@@ -251,6 +296,8 @@ impl Store {
                 building: Mutex::new(()),
                 max_distance: options.max_distance.min(63),
                 db_id: AtomicU64::new(0),
+                visible_duplicate: AtomicU64::new(0),
+                options,
             }),
         };
         store.check_format()?;
@@ -258,12 +305,19 @@ impl Store {
             Some(id) => id,
             None => {
                 let id = fastrand::u64(1..);
-                store.main.insert(keys::meta(DB_ID), &id.to_be_bytes())?;
+                store
+                    .h()?
+                    .main
+                    .insert(keys::meta(DB_ID), &id.to_be_bytes())?;
                 id
             }
         };
         store.shared.db_id.store(db_id, Ordering::Relaxed);
         store.shared.stored.send_replace(store.last_article_seq()?);
+        store
+            .shared
+            .visible_duplicate
+            .store(store.meta(SEQ_DUPLICATES)?.unwrap_or(0), Ordering::SeqCst);
         Ok(store)
     }
 
@@ -291,7 +345,8 @@ impl Store {
             }),
             Some(_) => Ok(()),
             None => {
-                self.main
+                self.h()?
+                    .main
                     .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
                 Ok(())
             }
@@ -305,14 +360,14 @@ impl Store {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for key in self.main.scan_prefix([prefix]).keys().take(10_000) {
+            for key in self.h()?.main.scan_prefix([prefix]).keys().take(10_000) {
                 batch.remove(key?);
                 n += 1;
             }
             if n == 0 {
                 return Ok(removed);
             }
-            self.main.apply_batch(batch)?;
+            self.h()?.main.apply_batch(batch)?;
             removed += n;
         }
     }
@@ -325,11 +380,12 @@ impl Store {
             removed += self.remove_prefix(prefix)?;
         }
         for name in ["near.max_distance", "window.cursor"] {
-            self.main.remove(keys::meta(name))?;
+            self.h()?.main.remove(keys::meta(name))?;
         }
-        self.main
+        self.h()?
+            .main
             .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
-        self.db.flush()?;
+        self.h()?.db.flush()?;
         tracing::info!(
             keys = removed,
             "Database migrated from format 2 to 3: the dedup indexes now live in memory."
@@ -381,10 +437,11 @@ impl Store {
         // every live article's.
         let start = l.last_article.saturating_add(1);
         let records = self
+            .h()?
             .main
             .range(keys::logged(keys::TOMBSTONE, start)..=keys::logged(keys::TOMBSTONE, u64::MAX))
             .chain(
-                self.main.range(
+                self.h()?.main.range(
                     keys::logged(keys::ARTICLE, start)..=keys::logged(keys::ARTICLE, u64::MAX),
                 ),
             );
@@ -412,7 +469,7 @@ impl Store {
                 tracing::info!(articles = done, of = behind, "Indexing for dedup.");
             }
         }
-        for kv in self.main.range(
+        for kv in self.h()?.main.range(
             keys::logged(keys::DUPLICATE, l.last_duplicate.saturating_add(1))
                 ..=keys::logged(keys::DUPLICATE, u64::MAX),
         ) {
@@ -449,6 +506,7 @@ impl Store {
 
     fn meta(&self, name: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
+            .h()?
             .main
             .get(keys::meta(name))?
             .and_then(|v| keys::read_u64(&v)))
@@ -478,8 +536,9 @@ impl Store {
     /// still lose. Returns the bytes sled flushed.
     pub fn flush(&self) -> Result<usize, StoreError> {
         let upto = self.last_article_seq()?;
-        let flushed = self.db.flush()?;
-        self.publish(upto);
+        let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
+        let flushed = self.h()?.db.flush()?;
+        self.publish(upto, upto_duplicate);
         if let Some(l) = self.shared.lookup.get() {
             let path = self.shared.path.join(LOOKUP_FILE);
             l.read()
@@ -494,16 +553,123 @@ impl Store {
     /// (the daemon calls it every few tens of milliseconds while articles arrive: a group
     /// commit). Cheaper than [`Store::flush`], which also saves the dedup indexes.
     pub fn sync(&self) -> Result<(), StoreError> {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let upto = self.last_article_seq()?;
-        if upto > self.visible_seq() {
-            self.db.flush()?;
-            self.publish(upto);
+        let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
+        if upto > self.visible_seq() || upto_duplicate > self.visible_duplicate() {
+            if let Err(e) = self.h()?.db.flush() {
+                let e = StoreError::from(e);
+                if e.is_io() {
+                    self.mark_unwritable();
+                }
+                return Err(e);
+            }
+            self.publish(upto, upto_duplicate);
         }
         Ok(())
     }
 
-    /// Makes articles up to `seq` visible and wakes the readers waiting for them.
-    fn publish(&self, seq: u64) {
+    /// The open database, or why there is none.
+    fn h(&self) -> Result<Arc<Handles>, StoreError> {
+        match &*self
+            .shared
+            .handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            Some(h) => Ok(h.clone()),
+            None => Err(StoreError::Reopening(
+                "the last attempt to open it failed".into(),
+            )),
+        }
+    }
+
+    /// Whether a write failed and the store was not reopened since.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Whether ingestion is writing: false while it waits for free space, and from a write
+    /// failure until [`Store::reopen`] succeeds.
+    pub fn is_writable(&self) -> bool {
+        self.shared.writable.load(Ordering::SeqCst)
+    }
+
+    /// Records that a write failed: the group commit pauses until the store is reopened.
+    pub fn mark_unwritable(&self) {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.shared.writable.store(false, Ordering::SeqCst);
+    }
+
+    /// Records that ingestion waits for free space (or goes on again), for `/healthz`.
+    pub fn set_waiting_for_space(&self, waiting: bool) {
+        self.shared.writable.store(!waiting, Ordering::SeqCst);
+    }
+
+    /// Bytes free for an unprivileged writer on the data directory's filesystem.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.shared.path.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs(3) reads a NUL-terminated path we own and fills a struct we own; it
+        // keeps neither.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Both are 32-bit on some targets.
+        #[allow(clippy::useless_conversion)]
+        Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    }
+
+    /// Closes and reopens the database in place, then proves it writable with a small durable
+    /// write. sled 0.34 refuses every write after one failed until it is reopened; what it had
+    /// made durable before the failure is all there after, and what it had not is dropped,
+    /// which no reader ever saw (they read up to [`Store::visible_seq`] only). The dedup
+    /// indexes are reloaded to match what is on disk. Readers wait while it runs (waiting up
+    /// to a few seconds for the reads in flight to finish) and get
+    /// [`StoreError::Reopening`] if the database could not be opened again.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        {
+            let mut slot = self
+                .shared
+                .handles
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            // sled holds an exclusive lock on its files until the last handle is gone, so the
+            // reads still holding one must finish first.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while slot.as_ref().is_some_and(|h| Arc::strong_count(h) > 1)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            *slot = None;
+            *slot = Some(Arc::new(Handles::open(
+                &self.shared.path.join("db"),
+                &self.shared.options,
+            )?));
+        }
+        let h = self.h()?;
+        h.main.insert(keys::meta("probe"), &[][..])?;
+        h.db.flush()?;
+        if let Some(l) = self.shared.lookup.get() {
+            let fresh = self.build_lookup()?;
+            *l.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+        self.shared.failed.store(false, Ordering::SeqCst);
+        self.shared.writable.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes articles up to `seq` and duplicates up to `duplicate` visible, and wakes the
+    /// readers waiting for articles.
+    fn publish(&self, seq: u64, duplicate: u64) {
+        self.shared
+            .visible_duplicate
+            .fetch_max(duplicate, Ordering::SeqCst);
         self.shared.stored.send_if_modified(|v| {
             let newer = seq > *v;
             if newer {
@@ -513,6 +679,11 @@ impl Store {
         });
     }
 
+    /// The newest duplicate record readers may see: everything up to it is on disk.
+    pub fn visible_duplicate(&self) -> u64 {
+        self.shared.visible_duplicate.load(Ordering::SeqCst)
+    }
+
     /// The newest article readers may see: everything up to it is on disk.
     pub fn visible_seq(&self) -> u64 {
         *self.shared.stored.borrow()
@@ -520,7 +691,7 @@ impl Store {
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.h()?.db.size_on_disk()?)
     }
 
     /// Bytes the dedup indexes take in memory (approximate), for benchmarks and diagnostics.
@@ -565,7 +736,7 @@ impl Store {
         // One scan of the page's `also` keys instead of one per article.
         let mut seen: HashMap<u64, Vec<u64>> = HashMap::new();
         let end = keys::also_prefix(last.saturating_add(1));
-        for key in self.main.range(keys::also_prefix(*first)..end).keys() {
+        for key in self.h()?.main.range(keys::also_prefix(*first)..end).keys() {
             let key = key?;
             if let (Some(article), Some(dup)) =
                 (keys::read_u64(&key[1..]), keys::read_u64(&key[9..]))
@@ -584,7 +755,7 @@ impl Store {
     /// An article record with its `also_seen` appended.
     fn with_also_seen(&self, seq: u64, json: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut dups = Vec::new();
-        for key in self.main.scan_prefix(keys::also_prefix(seq)).keys() {
+        for key in self.h()?.main.scan_prefix(keys::also_prefix(seq)).keys() {
             if let Some(dup) = keys::read_u64(&key?[9..]) {
                 dups.push(dup);
             }
@@ -595,8 +766,9 @@ impl Store {
     /// An article record with the duplicates `dups` as its `also_seen`.
     fn record_with(&self, json: &[u8], dups: &[u64]) -> Result<Vec<u8>, StoreError> {
         let mut seen = Vec::with_capacity(dups.len());
-        for &dup in dups {
-            if let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, dup))? {
+        let visible = self.visible_duplicate();
+        for &dup in dups.iter().filter(|&&d| d <= visible) {
+            if let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
                 let record = json_part(dup, v)?;
                 let mut value: serde_json::Value =
                     serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
@@ -636,7 +808,7 @@ impl Store {
         } else {
             keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, visible)
         };
-        let mut iter = self.main.range(range);
+        let mut iter = self.h()?.main.range(range);
         let mut kept = Vec::new();
         let mut last = None;
         for _ in 0..budget {
@@ -662,7 +834,7 @@ impl Store {
 
     /// The duplicate record `seq` (NDJSON bytes) and the fingerprint the copy had.
     pub fn duplicate(&self, seq: u64) -> Result<Option<(Duplicate, ArticleKeys)>, StoreError> {
-        let Some(v) = self.main.get(keys::logged(keys::DUPLICATE, seq))? else {
+        let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, seq))? else {
             return Ok(None);
         };
         let json = json_part(seq, v.clone())?;
@@ -676,6 +848,7 @@ impl Store {
     /// `Ok(Some((false, seq)))` for a duplicate.
     pub fn item(&self, id: &str) -> Result<Option<(bool, u64)>, StoreError> {
         Ok(self
+            .h()?
             .main
             .get(keys::item(id))?
             .and_then(|v| Some((v.first() == Some(&keys::ARTICLE), keys::read_u64(&v[1..])?))))
@@ -693,7 +866,10 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        self.log_after(keys::DUPLICATE, after, limit, json_part)
+        let visible = self.visible_duplicate();
+        let mut rows = self.log_after(keys::DUPLICATE, after, limit, json_part)?;
+        rows.retain(|(seq, _)| *seq <= visible);
+        Ok(rows)
     }
 
     fn log_after(
@@ -706,7 +882,8 @@ impl Store {
         let Some(start) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.main
+        self.h()?
+            .main
             .range(keys::logged(prefix, start)..=keys::logged(prefix, u64::MAX))
             .take(limit)
             .map(|kv| {
@@ -722,7 +899,7 @@ impl Store {
         let Some((true, seq)) = self.item(id)?.filter(|&(_, seq)| seq <= self.visible_seq()) else {
             return Ok(None);
         };
-        match self.main.get(keys::logged(keys::ARTICLE, seq))? {
+        match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
             Some(v) => Ok(Some(self.with_also_seen(seq, &json_part(seq, v)?)?)),
             None => Ok(None),
         }
@@ -731,9 +908,9 @@ impl Store {
     /// Article `seq`'s stored value, or its tombstone when retention deleted it inside the dedup
     /// window (dedup and `explain` still compare against it; readers never see it).
     fn article_value(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        match self.main.get(keys::logged(keys::ARTICLE, seq))? {
+        match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
             Some(v) => Ok(Some(v)),
-            None => Ok(self.main.get(keys::logged(keys::TOMBSTONE, seq))?),
+            None => Ok(self.h()?.main.get(keys::logged(keys::TOMBSTONE, seq))?),
         }
     }
 
@@ -772,7 +949,8 @@ impl Store {
 
     /// The stored state of one feed.
     pub fn feed_state(&self, url: &str) -> Result<Option<FeedState>, StoreError> {
-        self.feeds
+        self.h()?
+            .feeds
             .get(url)?
             .map(|v| {
                 serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
@@ -786,6 +964,7 @@ impl Store {
     /// The committed offset of a named consumer (0 when it never acknowledged anything).
     pub fn consumer_offset(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self
+            .h()?
             .consumers
             .get(name)?
             .and_then(|v| keys::read_u64(&v))
@@ -795,14 +974,15 @@ impl Store {
     /// Commits a named consumer's offset and flushes it: an acknowledged offset survives a crash.
     /// Consumers are independent of the article log, so any holder of the store may write them.
     pub fn set_consumer_offset(&self, name: &str, seq: u64) -> Result<(), StoreError> {
-        self.consumers.insert(name, &seq.to_be_bytes())?;
-        self.consumers.flush()?;
+        self.h()?.consumers.insert(name, &seq.to_be_bytes())?;
+        self.h()?.consumers.flush()?;
         Ok(())
     }
 
     /// Every named consumer and its committed offset.
     pub fn consumer_offsets(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.consumers
+        self.h()?
+            .consumers
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -816,20 +996,20 @@ impl Store {
 
     /// The feeds added at run time, as stored (JSON values by URL).
     pub fn catalog_entries(&self) -> Result<Vec<sled::IVec>, StoreError> {
-        self.catalog.iter().values().map(|v| Ok(v?)).collect()
+        self.h()?.catalog.iter().values().map(|v| Ok(v?)).collect()
     }
 
     /// Saves (or replaces) a feed added at run time.
     pub fn put_catalog_entry(&self, url: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.catalog.insert(url, json)?;
-        self.catalog.flush()?;
+        self.h()?.catalog.insert(url, json)?;
+        self.h()?.catalog.flush()?;
         Ok(())
     }
 
     /// Forgets a feed added at run time; true when it was there.
     pub fn remove_catalog_entry(&self, url: &str) -> Result<bool, StoreError> {
-        let was = self.catalog.remove(url)?.is_some();
-        self.catalog.flush()?;
+        let was = self.h()?.catalog.remove(url)?.is_some();
+        self.h()?.catalog.flush()?;
         Ok(was)
     }
 
@@ -999,6 +1179,17 @@ impl Writer {
         &self.store
     }
 
+    /// Reopens the store after a write failure ([`Store::reopen`]) and takes the seq counters
+    /// from what is on disk: seqs that were handed out but never made durable are handed out
+    /// again (no reader saw them).
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        self.store.reopen()?;
+        self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
+        self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
+        self.since_save = 0;
+        Ok(())
+    }
+
     /// Stores a new article with all its index entries in one batch.
     pub fn insert_article(
         &mut self,
@@ -1045,7 +1236,7 @@ impl Writer {
         let base_id = article_id(&c.feed, &c.guid);
         // Two items whose ids collide (a 64-bit hash) keep distinct ids.
         let id = if store.read_lookup()?.seen(&base_id)
-            && store.main.contains_key(keys::item(&base_id))?
+            && store.h()?.main.contains_key(keys::item(&base_id))?
         {
             format!("{base_id}-{seq}")
         } else {
@@ -1079,7 +1270,7 @@ impl Writer {
         );
         batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
         batch.insert(keys::meta(SEQ_ARTICLES), &seq.to_be_bytes()[..]);
-        store.main.apply_batch(batch)?;
+        store.h()?.main.apply_batch(batch)?;
         store
             .lookup()?
             .write()
@@ -1101,7 +1292,15 @@ impl Writer {
         if self.since_save >= lookup::SAVE_EVERY {
             // Bounds what a restart after a crash re-indexes.
             self.since_save = 0;
-            store.flush()?;
+            match store.flush() {
+                // `lookup.bin` only saves time at the next start; the article is stored.
+                Err(e @ StoreError::Io { .. }) => {
+                    tracing::warn!(error = %e, "Could not save the dedup indexes; the next start rebuilds what is missing.")
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(Inserted::Stored { seq, id })
     }
@@ -1148,7 +1347,7 @@ impl Writer {
         batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         batch.insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
-        self.store.main.apply_batch(batch)?;
+        self.store.h()?.main.apply_batch(batch)?;
         self.store
             .lookup()?
             .write()
@@ -1175,6 +1374,7 @@ impl Writer {
     /// Saves a feed's polling state.
     pub fn put_feed_state(&mut self, state: &FeedState) -> Result<(), StoreError> {
         self.store
+            .h()?
             .feeds
             .insert(state.url.as_bytes(), to_json(state))?;
         Ok(())
@@ -1335,6 +1535,8 @@ mod tests {
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             store
+                .h()
+                .unwrap()
                 .main
                 .insert(keys::meta(FORMAT_KEY), &1u64.to_be_bytes())
                 .unwrap();
@@ -1422,7 +1624,7 @@ mod tests {
                 now,
             )
             .unwrap();
-            store.db.flush().unwrap();
+            store.h().unwrap().db.flush().unwrap();
         }
         assert!(dir.path().join(LOOKUP_FILE).exists());
         let store = Store::open(dir.path(), &Options::default()).unwrap();
@@ -1472,20 +1674,22 @@ mod tests {
                 b"uhttps://e/1",
                 b"c12345678",
             ] {
-                store.main.insert(key, &[0u8; 8][..]).unwrap();
+                store.h().unwrap().main.insert(key, &[0u8; 8][..]).unwrap();
             }
             store
+                .h()
+                .unwrap()
                 .main
                 .insert(keys::meta(FORMAT_KEY), &2u64.to_be_bytes())
                 .unwrap();
-            store.db.flush().unwrap();
+            store.h().unwrap().db.flush().unwrap();
         }
         std::fs::remove_file(dir.path().join(LOOKUP_FILE)).ok();
         let store = Store::open(dir.path(), &Options::default()).unwrap();
         assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
         for prefix in [b's', b'w', b'g', b'u', b'c'] {
             assert_eq!(
-                store.main.scan_prefix([prefix]).count(),
+                store.h().unwrap().main.scan_prefix([prefix]).count(),
                 0,
                 "{}",
                 prefix as char
@@ -1513,6 +1717,7 @@ mod tests {
         let limits = RetentionConfig {
             max_age: Some(std::time::Duration::from_secs(5 * 86_400)),
             max_articles: None,
+            min_free: 0,
         };
         let url = |i: u64| format!("https://e/{i}");
         let ids: Vec<String>;
@@ -1633,6 +1838,8 @@ mod tests {
                 assert!(store.duplicates_after(0, 10).unwrap().is_empty());
                 assert_eq!(done.articles, 2, "5 and 6 are past max_age by then");
                 let tombstones: Vec<u64> = store
+                    .h()
+                    .unwrap()
                     .main
                     .scan_prefix([keys::TOMBSTONE])
                     .keys()
@@ -1645,6 +1852,8 @@ mod tests {
                 );
                 assert!(
                     store
+                        .h()
+                        .unwrap()
                         .main
                         .scan_prefix(keys::also_prefix(3))
                         .next()
@@ -1669,6 +1878,7 @@ mod tests {
         let limits = RetentionConfig {
             max_age: None,
             max_articles: Some(3),
+            min_free: 0,
         };
         let window = std::time::Duration::from_secs(86_400);
         let first = w.retain(&limits, window, now, 4).unwrap();
@@ -1717,6 +1927,7 @@ mod tests {
         let limits = RetentionConfig {
             max_age: None,
             max_articles: Some(4),
+            min_free: 0,
         };
         w.retain(&limits, std::time::Duration::from_secs(3600), now, 100)
             .unwrap();
@@ -1731,16 +1942,25 @@ mod tests {
 
         // Break it: an article unindexed, a stray item id, a lost link, a counter behind.
         let a4: Article = serde_json::from_slice(&before[1].1).unwrap();
-        store.main.remove(keys::item(&a4.id)).unwrap();
+        store.h().unwrap().main.remove(keys::item(&a4.id)).unwrap();
         store
+            .h()
+            .unwrap()
             .main
             .insert(
                 keys::item("ffffffffffffffff"),
                 &keys::became_article(99)[..],
             )
             .unwrap();
-        store.main.remove(&keys::also(5, 2)[..]).unwrap();
         store
+            .h()
+            .unwrap()
+            .main
+            .remove(&keys::also(5, 2)[..])
+            .unwrap();
+        store
+            .h()
+            .unwrap()
             .main
             .insert(keys::meta(SEQ_ARTICLES), &3u64.to_be_bytes()[..])
             .unwrap();

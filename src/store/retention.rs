@@ -78,6 +78,7 @@ impl Writer {
         let mut doomed = Vec::new();
         for kv in self
             .store
+            .h()?
             .main
             .range(keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, u64::MAX))
         {
@@ -107,6 +108,7 @@ impl Writer {
         let mut expired = Vec::new();
         for kv in self
             .store
+            .h()?
             .main
             .range(keys::logged(keys::TOMBSTONE, 0)..=keys::logged(keys::TOMBSTONE, u64::MAX))
         {
@@ -155,7 +157,7 @@ impl Writer {
             &keys::logged(keys::TOMBSTONE, seq)[..],
             records::encode_article(&stub, ak),
         );
-        self.store.main.apply_batch(batch)?;
+        self.store.h()?.main.apply_batch(batch)?;
         Ok(0)
     }
 
@@ -175,28 +177,29 @@ impl Writer {
         let mut batch = sled::Batch::default();
         batch.remove(&keys::logged(prefix, seq)[..]);
         let item = keys::item(&a.id);
-        if store.main.get(&item)?.as_deref() == Some(&keys::became_article(seq)[..]) {
+        if store.h()?.main.get(&item)?.as_deref() == Some(&keys::became_article(seq)[..]) {
             batch.remove(item);
         }
         let mut copies = Vec::new();
-        for key in store.main.scan_prefix(keys::also_prefix(seq)).keys() {
+        for key in store.h()?.main.scan_prefix(keys::also_prefix(seq)).keys() {
             let key = key?;
             let dup = keys::read_u64(&key[9..]).unwrap_or(0);
             batch.remove(key);
-            if let Some(v) = store.main.get(keys::logged(keys::DUPLICATE, dup))? {
+            if let Some(v) = store.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
                 let json =
                     records::article_json(&v).ok_or_else(|| corrupt(dup, "duplicate record"))?;
                 let d: IdAndUrl =
                     serde_json::from_slice(json).map_err(|e| corrupt(dup, &e.to_string()))?;
                 batch.remove(&keys::logged(keys::DUPLICATE, dup)[..]);
                 let item = keys::item(&d.id);
-                if store.main.get(&item)?.as_deref() == Some(&keys::became_duplicate(dup)[..]) {
+                if store.h()?.main.get(&item)?.as_deref() == Some(&keys::became_duplicate(dup)[..])
+                {
                     batch.remove(item);
                 }
                 copies.push(d.id);
             }
         }
-        store.main.apply_batch(batch)?;
+        store.h()?.main.apply_batch(batch)?;
         let global_guid = dedup::is_global_guid(&ak.guid).then_some(ak.guid.as_str());
         let mut lookup = store.lookup()?.write().unwrap_or_else(|p| p.into_inner());
         lookup.forget_article(seq, &a.id, global_guid, a.url.as_deref());
