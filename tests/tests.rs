@@ -23,6 +23,8 @@ mod conformance;
 mod daemon;
 // Each kind of repeat is dropped with the right reason and `duplicate_of`.
 mod duplicates;
+// Inputs the fuzzers once crashed on (fuzz/regressions/), replayed.
+mod fuzzed;
 // Broken feeds are reported in their own state and cost nothing else.
 mod faults;
 // Hostile servers: timeouts, caps, bombs, lies, charsets; each costs only its own feed.

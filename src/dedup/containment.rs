@@ -371,6 +371,46 @@ mod tests {
         Overlap::between(seq, a, b.simhash, &b.short_marks, &b.long_marks)
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Two texts that share some paragraphs (and may repeat words and paragraphs) get the
+        /// same overlap, and the same containment, whichever of them is the candidate.
+        #[test]
+        fn containment_is_the_same_whichever_text_arrives_first(
+            shared in proptest::collection::vec((0u64..1_000_000, 1usize..120), 0..4),
+            only_a in proptest::collection::vec((0u64..1_000_000, 1usize..120), 0..4),
+            only_b in proptest::collection::vec((0u64..1_000_000, 1usize..120), 0..4),
+            vocabulary in 3u32..10_000,
+            order in proptest::prelude::any::<u64>(),
+        ) {
+            let para = |&(seed, words): &(u64, usize)| {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                (0..words)
+                    .map(|_| format!("w{}", rng.u32(0..vocabulary)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let mut rng = fastrand::Rng::with_seed(order);
+            let mut compose = |own: &[(u64, usize)]| {
+                let mut paras: Vec<String> = shared.iter().chain(own).map(para).collect();
+                rng.shuffle(&mut paras);
+                paras.join("\n\n")
+            };
+            let (a, b) = (compose(&only_a), compose(&only_b));
+            let (fa, fb) = (fingerprint(&a), fingerprint(&b));
+            let ab = overlap(2, &fa, &fb);
+            let ba = overlap(1, &fb, &fa);
+            proptest::prop_assert_eq!(ab.long_shared(), ba.long_shared());
+            proptest::prop_assert_eq!(ab.short_shared, ba.short_shared);
+            proptest::prop_assert_eq!(ab.distance, ba.distance);
+            let cab = ab.containment(fa.long_marks.len() as u32);
+            let cba = ba.containment(fb.long_marks.len() as u32);
+            proptest::prop_assert_eq!(cab, cba);
+            proptest::prop_assert!((0.0..=1.0).contains(&cab));
+        }
+    }
+
     #[test]
     fn a_spliced_paragraph_always_shares_a_long_mark() {
         let host = text(1, 400);

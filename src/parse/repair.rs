@@ -221,8 +221,135 @@ pub fn rdf_item_links(doc: &str) -> Option<String> {
     changed.then_some(out)
 }
 
+/// The document without XML declarations after its start. A declaration is only allowed as
+/// the very first thing; quick-xml panics on a later one that names an encoding (found by the
+/// parse fuzzer: a declaration inside an element's text). A lenient reader drops them.
+pub fn late_declarations(doc: &str) -> Option<String> {
+    let start = doc.len()
+        - doc
+            .trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+            .len();
+    let is_declaration = |at: usize| {
+        doc[at + 5..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == '?' || c.is_ascii_whitespace())
+    };
+    let mut late = doc
+        .match_indices("<?xml")
+        .map(|(at, _)| at)
+        .filter(|&at| at != start && is_declaration(at))
+        .peekable();
+    late.peek()?;
+    let mut out = String::with_capacity(doc.len());
+    let mut copied = 0;
+    for at in late {
+        if at < copied {
+            continue;
+        }
+        out.push_str(&doc[copied..at]);
+        copied = doc[at..].find("?>").map_or(doc.len(), |end| at + end + 2);
+    }
+    out.push_str(&doc[copied..]);
+    Some(out)
+}
+
+/// RSS contact elements whose text feed-rs splits into a name and an email.
+const CONTACTS: [&str; 3] = ["author", "managingEditor", "webMaster"];
+
+/// The document with a space between an email address and a non-ASCII character (or a
+/// character reference) touching it, inside RSS `author`, `managingEditor` and `webMaster`.
+/// feed-rs 3.0 slices one byte past the email there and panics when that byte is inside a
+/// character (found by the parse fuzzer). feedsieve keeps no author, so the extra space costs
+/// nothing.
+pub fn contact_spacing(doc: &str) -> Option<String> {
+    let mut risky = Vec::new();
+    for tag in CONTACTS {
+        let open = format!("<{tag}");
+        let close = format!("</{tag}>");
+        let mut from = 0;
+        while let Some(at) = doc[from..].find(&open).map(|i| from + i) {
+            let after = at + open.len();
+            from = after;
+            if !doc[after..].starts_with(['>', ' ', '\t', '\r', '\n']) {
+                continue;
+            }
+            let Some(start) = doc[after..].find('>').map(|i| after + i + 1) else {
+                break;
+            };
+            let Some(end) = doc[start..].find(&close).map(|i| start + i) else {
+                break;
+            };
+            let text = &doc[start..end];
+            from = end;
+            if text.contains('@') && text.contains(|c: char| !c.is_ascii() || c == '&') {
+                risky.push(start..end);
+            }
+        }
+    }
+    if risky.is_empty() {
+        return None;
+    }
+    risky.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(doc.len() + 64);
+    let mut copied = 0;
+    for r in risky {
+        if r.start < copied {
+            continue;
+        }
+        out.push_str(&doc[copied..r.start]);
+        space_out(&doc[r.clone()], &mut out);
+        copied = r.end;
+    }
+    out.push_str(&doc[copied..]);
+    Some(out)
+}
+
+/// Copies `text`, putting a space between a visible ASCII character and a non-ASCII one or a
+/// character reference (`&...;`), on either side.
+fn space_out(text: &str, out: &mut String) {
+    // Whether the last thing written was a visible ASCII character (else a non-ASCII one, a
+    // reference, a space, or nothing).
+    let mut after_ascii = false;
+    let mut after_other = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let reference = (c == '&')
+            .then(|| rest.find(';').filter(|&i| i <= 12))
+            .flatten();
+        let (token, other) = match reference {
+            Some(i) => (&rest[..=i], true),
+            None => (&rest[..c.len_utf8()], !c.is_ascii()),
+        };
+        let visible = !other && !c.is_ascii_whitespace();
+        if (other && after_ascii) || (visible && after_other) {
+            out.push(' ');
+        }
+        out.push_str(token);
+        after_ascii = visible;
+        after_other = other;
+        rest = &rest[token.len()..];
+    }
+}
+
 /// The document as feed-rs should first see it.
 pub fn before_parsing(doc: &str) -> Cow<'_, str> {
+    let fixed = match late_declarations(doc) {
+        Some(fixed) => Cow::Owned(fixed),
+        None => Cow::Borrowed(doc),
+    };
+    let fixed = match contact_spacing(&fixed) {
+        Some(spaced) => Cow::Owned(spaced),
+        None => fixed,
+    };
+    match fixed {
+        Cow::Borrowed(doc) => repaired_dialect(doc),
+        Cow::Owned(doc) => Cow::Owned(repaired_dialect(&doc).into_owned()),
+    }
+}
+
+/// Old dialects and common mistakes rewritten into what feed-rs reads.
+fn repaired_dialect(doc: &str) -> Cow<'_, str> {
     if is_atom_03(doc) {
         Cow::Owned(atom_03(doc))
     } else if is_cdf(doc) {
@@ -239,6 +366,39 @@ pub fn before_parsing(doc: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_touching_other_characters_get_a_space() {
+        let doc = "<rss><channel><managingEditor>x@y.com\u{fffd}z</managingEditor><item><author>Jos\u{e9}(jo@e.org)&#233;</author><author>plain@e.org (Plain)</author></item></channel></rss>";
+        assert_eq!(
+            contact_spacing(doc).as_deref(),
+            Some(
+                "<rss><channel><managingEditor>x@y.com \u{fffd} z</managingEditor><item><author>Jos \u{e9} (jo@e.org) &#233;</author><author>plain@e.org (Plain)</author></item></channel></rss>"
+            )
+        );
+        assert_eq!(contact_spacing("<rss><author>a@b.org</author></rss>"), None);
+        // The name is kept and nothing panics.
+        let feed = crate::parse::parse_feed(
+            doc.as_bytes(),
+            "https://e.example/",
+            Some("application/rss+xml"),
+        );
+        assert!(feed.is_ok(), "{feed:?}");
+    }
+
+    #[test]
+    fn late_xml_declarations_are_dropped() {
+        let doc = "\u{feff}<?xml version=\"1.0\"?>\n<rss><channel><title>PHA+<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>x</title><?xml-stylesheet href=\"s\"?></channel></rss>";
+        assert_eq!(
+            late_declarations(doc).as_deref(),
+            Some(
+                "\u{feff}<?xml version=\"1.0\"?>\n<rss><channel><title>PHA+x</title><?xml-stylesheet href=\"s\"?></channel></rss>"
+            )
+        );
+        assert_eq!(late_declarations("<?xml version=\"1.0\"?><rss/>"), None);
+        // Unterminated: the rest goes.
+        assert_eq!(late_declarations("<rss><?xml ").as_deref(), Some("<rss>"));
+    }
 
     #[test]
     fn repairs() {

@@ -813,6 +813,63 @@ mod tests {
         assert!(Lookup::load(&path, 77, 3).is_none());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// For every layout (k = 0 to 7) and every k' <= k, the near tables return exactly the
+        /// stored fingerprints a scan finds within k', and the nearest of them; also after the
+        /// window has dropped its oldest articles.
+        #[test]
+        fn near_tables_return_exactly_what_a_scan_finds(
+            k in 0u32..=7,
+            bases in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..40),
+            flips in proptest::collection::vec(proptest::collection::vec(0u32..64, 0..9), 1..200),
+            queries in proptest::collection::vec((0usize..1000, proptest::collection::vec(0u32..64, 0..9)), 1..40),
+            expire in 0usize..60,
+        ) {
+            // Articles clustered around a few bases, so that many lie within k of each other.
+            let flip = |mut h: u64, bits: &[u32]| {
+                for &b in bits {
+                    h ^= 1 << b;
+                }
+                h
+            };
+            let stored: Vec<(u64, u64)> = flips
+                .iter()
+                .enumerate()
+                .map(|(i, bits)| (i as u64 + 1, flip(bases[i % bases.len()], bits)))
+                .collect();
+            let ids: Vec<String> = stored.iter().map(|(s, _)| format!("{s:016x}")).collect();
+            let mut l = Lookup::new(k);
+            for (i, &(seq, h)) in stored.iter().enumerate() {
+                l.add_article(&article(seq, h, &[], &ids[i]));
+            }
+            let expire = expire.min(stored.len());
+            l.expire_before(expire as i64 * 1000 + 1);
+            let live = &stored[expire..];
+            for (pick, bits) in &queries {
+                let q = flip(stored[pick % stored.len()].1, bits);
+                for within in 0..=k {
+                    let mut scan: Vec<(u64, u32)> = live
+                        .iter()
+                        .map(|&(s, h)| (s, distance(h, q)))
+                        .filter(|&(_, d)| d <= within)
+                        .collect();
+                    scan.sort_unstable();
+                    let mut found: Vec<(u64, u32)> = l
+                        .near_candidates(q)
+                        .into_iter()
+                        .filter(|&(_, d)| d <= within)
+                        .collect();
+                    found.sort_unstable();
+                    proptest::prop_assert_eq!(&found, &scan);
+                    let nearest = scan.iter().map(|&(s, d)| (d, s)).min().map(|(d, s)| (s, d));
+                    proptest::prop_assert_eq!(l.nearest(q, within), nearest);
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_long_mark_filter_never_misses_and_rarely_lies() {
         let mut rng = fastrand::Rng::with_seed(3);
