@@ -255,3 +255,46 @@ fn tail_prints_the_newest_and_follows_across_a_restart() {
     assert_eq!(seqs, (6..=17).collect::<Vec<u64>>());
     assert_eq!(daemon.stop().code(), Some(0));
 }
+
+#[test]
+fn tail_follow_waits_out_a_database_held_without_an_api() {
+    // A daemon checkpointing as it stops, or starting, holds the database with no API for a
+    // moment; a slow machine can stretch that past the 5 s a command waits. A follower waits.
+    let server = FeedServer::start();
+    server.set(
+        "/wire.rss",
+        generated_feed("heldwire", 4),
+        "application/rss+xml",
+    );
+    let env = TestEnv::new(&format!(
+        "[poll]\nhost_gap = \"0s\"\n[[feeds]]\nurl = \"{}\"\n",
+        server.url("/wire.rss")
+    ));
+    env.once();
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(env.data_dir().join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out_path = env.dir.path().join("tail.out");
+    let mut tail = crate::util::bin()
+        .arg("--config")
+        .arg(&env.config)
+        .args(["tail", "--follow", "--after", "0"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "tail --follow gave up on a held database"
+    );
+    lock.unlock().unwrap();
+    let printed = || crate::util::ndjson(&std::fs::read(&out_path).unwrap_or_default());
+    wait_until(Duration::from_secs(20), "the stored articles", || {
+        printed().len() == 4
+    });
+    let _ = tail.kill();
+    let _ = tail.wait();
+}

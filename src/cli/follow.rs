@@ -40,7 +40,17 @@ pub async fn tail(config: &Config, follow: bool, after: Option<u64>) -> anyhow::
     let mut out = stdout.lock();
     let mut cursor = after;
     loop {
-        match open(config, false)? {
+        let source = match open(config, false) {
+            Ok(source) => source,
+            // A daemon stopping (it checkpoints after its API is gone) or starting, or another
+            // command: a follower waits for it, however long.
+            Err(e) if follow && e.downcast_ref::<super::read::Busy>().is_some() => {
+                tokio::time::sleep(RECHECK).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match source {
             Source::Empty => {
                 cursor.get_or_insert(0);
             }

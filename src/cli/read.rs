@@ -118,6 +118,15 @@ impl Client {
     }
 }
 
+/// The database is held by another feedsieve process that serves no API: a command, or a daemon
+/// starting or stopping. `tail --follow` waits it out; other commands report it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database in {} is in use by another feedsieve process that serves no API; try again when it ends",
+    .0.display()
+)]
+pub(super) struct Busy(std::path::PathBuf);
+
 /// Opens the store, or finds the daemon that holds it. With `create`, a missing database is
 /// created (for commands that write); without, it reads as empty.
 pub(super) fn open(config: &Config, create: bool) -> anyhow::Result<Source> {
@@ -146,10 +155,7 @@ pub(super) fn open(config: &Config, create: bool) -> anyhow::Result<Source> {
         Ok(store) => Ok(Source::Local(store)),
         Err(StoreError::Locked { path }) => {
             let Some(DaemonInfo { listen, .. }) = app::read_daemon_info(&config.data_dir) else {
-                bail!(
-                    "the database in {} is in use by another feedsieve process that serves no API; try again when it ends",
-                    path.display()
-                );
+                return Err(Busy(path).into());
             };
             let host = if listen.ip().is_unspecified() {
                 std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
