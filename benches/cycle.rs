@@ -5,6 +5,7 @@
 //!     cargo bench --bench cycle -- --feeds 1000 --hosts 1 --per-host 16
 //!     cargo bench --bench cycle -- --workload ../shared/bench/work    # a gen_feeds.py folder
 //!     cargo bench --bench cycle -- --data /tmp/cycle                  # keep config, database, logs
+//!     cargo bench --bench cycle -- --wrap "heaptrack -o /tmp/ht"      # run feedsieve under a tool
 //!
 //! The feeds are generated here (half RSS 2.0, half Atom; real-length HTML bodies drawn from the
 //! BBC corpus's vocabulary when `../shared` is present; 10% of items are near-duplicates of an
@@ -40,6 +41,8 @@ struct Args {
     concurrency: usize,
     workload: Option<PathBuf>,
     data: Option<PathBuf>,
+    /// A command (and its arguments) to run feedsieve under, such as a heap profiler.
+    wrap: Vec<String>,
 }
 
 fn args() -> Args {
@@ -54,6 +57,9 @@ fn args() -> Args {
         concurrency: num("--concurrency", 16),
         workload: get("--workload").map(PathBuf::from),
         data: get("--data").map(PathBuf::from),
+        wrap: get("--wrap")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -351,7 +357,15 @@ fn main() {
         }
         let log = dir_path.join(format!("pass{pass}.log"));
         let clock = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+        let mut child = match a.wrap.split_first() {
+            Some((tool, args)) => {
+                let mut c = Command::new(tool);
+                c.args(args).arg(env!("CARGO_BIN_EXE_feedsieve"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_feedsieve")),
+        };
+        let mut child = child
             .arg("--config")
             .arg(&config_path)
             .args(["run", "--once"])

@@ -118,10 +118,15 @@ fn main() {
         writer
             .insert_article(&c, &fingerprint(&c.text), now)
             .expect("insert");
+        // One batch per 20 articles, as the sieve commits one per feed's report.
+        if (i + 1) % 20 == 0 {
+            writer.commit().expect("commit");
+        }
         if (i + 1) % (stored / 10).max(1) == 0 {
             eprintln!("filling the store: {:>9}/{stored}", i + 1);
         }
     }
+    writer.commit().expect("commit");
     let secs = start.elapsed().as_secs_f64();
     store.flush().expect("flush");
     println!(

@@ -343,6 +343,7 @@ fn run(
         match judge(&c, &fp, &store, settings).expect("judge") {
             Verdict::New => match writer.insert_article(&c, &fp, now).expect("insert") {
                 Inserted::Stored { seq, .. } => {
+                    writer.commit().expect("commit");
                     seq_of.insert(seq, i);
                 }
                 Inserted::Taken(_) => wrongly_suppressed.push(s.id.clone()),
@@ -664,6 +665,7 @@ fn seed_case(settings: Settings) {
         let fp = fingerprint(&c.text);
         writer.insert_article(&c, &fp, Utc::now()).expect("insert");
     }
+    writer.commit().expect("commit");
     let text = html_to_text(&html(&paragraphs[1..]));
     let verdict = judge(
         &candidate("seed://scraper", "mash-up", text.clone()),

@@ -116,6 +116,9 @@ pub struct Sieve {
     /// When the next sweep is due.
     next_sweep: Instant,
     metrics: Arc<Metrics>,
+    /// What the report being handled stored (`None`) or dropped (the reason), counted in the
+    /// metrics once its batch is committed.
+    counted: Vec<Option<&'static str>>,
 }
 
 impl Sieve {
@@ -128,6 +131,7 @@ impl Sieve {
             summary: Summary::default(),
             next_sweep: Instant::now(),
             metrics: Arc::new(Metrics::default()),
+            counted: Vec::new(),
         }
     }
 
@@ -425,9 +429,21 @@ impl Sieve {
                 // Feeds list newest first; store oldest first so seq follows publication.
                 entries.reverse();
                 entries.sort_by_key(|(c, _)| c.published);
-                for (c, fp) in &entries {
-                    self.sieve_one(c, fp, started, &mut tally)
-                        .map_err(|e| (Some(state.clone()), e))?;
+                // One sled batch for the whole report (committed even when an entry failed, so
+                // what was judged before it is kept).
+                let judged = entries
+                    .iter()
+                    .try_for_each(|(c, fp)| self.sieve_one(c, fp, started, &mut tally));
+                let committed = self.writer.commit();
+                let counted = std::mem::take(&mut self.counted);
+                if let Err(e) = judged.and(committed) {
+                    return Err((Some(state.clone()), e));
+                }
+                for reason in counted {
+                    match reason {
+                        None => self.metrics.stored(),
+                        Some(reason) => self.metrics.duplicate(reason),
+                    }
                 }
                 self.summary.fetched += 1;
                 self.summary.new += tally.new;
@@ -492,7 +508,7 @@ impl Sieve {
         fetched: DateTime<Utc>,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let verdict = judge(c, fp, self.writer.store(), self.settings.dedup)?;
+        let verdict = judge(c, fp, &self.writer, self.settings.dedup)?;
         let found = match verdict {
             Verdict::Relisted => {
                 tally.relisted += 1;
@@ -503,7 +519,7 @@ impl Sieve {
                 Inserted::Stored { seq, id } => {
                     debug!(feed = %c.feed, seq, id = %id, title = %c.title, "Stored article.");
                     tally.new += 1;
-                    self.metrics.stored();
+                    self.counted.push(None);
                     return Ok(());
                 }
                 Inserted::Taken(m) => m,
@@ -520,7 +536,7 @@ impl Sieve {
             "Dropped duplicate."
         );
         tally.duplicates += 1;
-        self.metrics.duplicate(found.reason.as_str());
+        self.counted.push(Some(found.reason.as_str()));
         Ok(())
     }
 }
@@ -557,4 +573,119 @@ fn probe_space(data_dir: &std::path::Path) -> std::io::Result<()> {
             format!("probe write in {}: {e}", data_dir.display()),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+    use crate::dedup::clean::Boilerplate;
+    use crate::dedup::fingerprint::fingerprint;
+    use crate::fetch::Validators;
+    use crate::store::{Options, Store};
+
+    /// Feed `i`'s copy of one story: its own feed, guid, link and headline, the same body, and
+    /// maybe the outlet's footer.
+    fn copy(i: usize, body: &str, footer: bool) -> PollReport {
+        let feed = format!("https://outlet{i}.example/rss");
+        let text = if footer {
+            format!("{body}\n\nCopyright Outlet {i}. All rights reserved.")
+        } else {
+            body.to_string()
+        };
+        let candidate = Candidate {
+            feed: feed.clone(),
+            guid: format!("{i}"),
+            url: Some(format!("https://outlet{i}.example/news/{i}")),
+            title: format!("Outlet {i}: the story"),
+            published: None,
+            text,
+        };
+        let fp = fingerprint(&candidate.text);
+        PollReport {
+            feed: FeedConfig {
+                url: feed,
+                name: None,
+                interval: None,
+                tags: Vec::new(),
+            },
+            started: Utc::now(),
+            elapsed: Duration::ZERO,
+            outcome: PollOutcome::Fetched {
+                status: 200,
+                bytes: candidate.text.len(),
+                validators: Validators::default(),
+                entries: vec![(candidate, fp)],
+                boilerplate: Boilerplate::default(),
+            },
+            next_fetch: None,
+            interval: Duration::from_secs(1800),
+            backoff: None,
+            moved_to: None,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Many feeds deliver the same story in the same instant, each from its own task: it is
+        /// stored once, and every other copy is a duplicate of it.
+        #[test]
+        fn one_story_from_many_tasks_at_once_is_stored_once(
+            tasks in 2usize..24,
+            seed in proptest::prelude::any::<u64>(),
+            words in 120usize..400,
+            footers in proptest::collection::vec(proptest::prelude::any::<bool>(), 24),
+        ) {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let body = (0..words)
+                .map(|_| format!("w{}", rng.u32(0..5000)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let settings = SieveSettings {
+                dedup: Settings { max_distance: 3, containment: 0.7 },
+                window: Duration::from_secs(86_400),
+                retention: RetentionConfig { max_age: None, max_articles: None, min_free: 0 },
+            };
+            let sieve = Sieve::new(store.writer().unwrap(), settings);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .unwrap();
+            let summary = rt.block_on(async {
+                let (tx, rx) = mpsc::channel(2);
+                let sieve = tokio::task::spawn_blocking(move || sieve.run_blocking(rx));
+                let start = Arc::new(tokio::sync::Barrier::new(tasks));
+                let senders: Vec<_> = (0..tasks)
+                    .map(|i| {
+                        let (tx, start, report) = (tx.clone(), start.clone(), copy(i, &body, footers[i]));
+                        tokio::spawn(async move {
+                            start.wait().await;
+                            tx.send(report).await.is_ok()
+                        })
+                    })
+                    .collect();
+                drop(tx);
+                for s in senders {
+                    assert!(s.await.unwrap());
+                }
+                sieve.await.unwrap()
+            });
+            store.sync().unwrap();
+            let articles = store.articles_after(0, 100).unwrap();
+            proptest::prop_assert_eq!(articles.len(), 1);
+            proptest::prop_assert_eq!(summary.new, 1);
+            proptest::prop_assert_eq!(summary.duplicates, tasks as u64 - 1);
+            let id = serde_json::from_slice::<crate::store::Article>(&articles[0].1).unwrap().id;
+            let duplicates = store.duplicates_after(0, 100).unwrap();
+            proptest::prop_assert_eq!(duplicates.len(), tasks - 1);
+            for (_, d) in duplicates {
+                let d: crate::store::Duplicate = serde_json::from_slice(&d).unwrap();
+                proptest::prop_assert_eq!(&d.duplicate_of, &id);
+            }
+        }
+    }
 }

@@ -527,6 +527,7 @@ impl Store {
             next_article: self.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1,
             next_duplicate: self.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1,
             since_save: 0,
+            pending: Pending::default(),
             store: self.clone(),
         })
     }
@@ -655,12 +656,19 @@ impl Store {
         let h = self.h()?;
         h.main.insert(keys::meta("probe"), &[][..])?;
         h.db.flush()?;
+        self.reload_lookup()?;
+        self.shared.failed.store(false, Ordering::SeqCst);
+        self.shared.writable.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Rebuilds the dedup indexes (when they were built) from what the database holds: after a
+    /// batch they had taken in was not written.
+    fn reload_lookup(&self) -> Result<(), StoreError> {
         if let Some(l) = self.shared.lookup.get() {
             let fresh = self.build_lookup()?;
             *l.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         }
-        self.shared.failed.store(false, Ordering::SeqCst);
-        self.shared.writable.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1028,10 +1036,13 @@ impl Store {
     }
 
     /// The article stored under this globally unique guid, confirmed against its record.
-    fn guid_seq(&self, guid: &str) -> Result<Option<u64>, StoreError> {
+    fn guid_seq(&self, guid: &str, pending: &[PendingArticle]) -> Result<Option<u64>, StoreError> {
         let Some(seq) = self.read_lookup()?.by_guid(guid) else {
             return Ok(None);
         };
+        if let Some(p) = pending.iter().find(|p| p.seq == seq) {
+            return Ok((p.keys.guid == guid).then_some(seq));
+        }
         Ok(self
             .article_keys(seq)?
             .filter(|k| k.guid == guid)
@@ -1039,10 +1050,13 @@ impl Store {
     }
 
     /// The article stored under this canonical link, confirmed against its record.
-    fn url_seq(&self, url: &str) -> Result<Option<u64>, StoreError> {
+    fn url_seq(&self, url: &str, pending: &[PendingArticle]) -> Result<Option<u64>, StoreError> {
         let Some(seq) = self.read_lookup()?.by_url(url) else {
             return Ok(None);
         };
+        if let Some(p) = pending.iter().find(|p| p.seq == seq) {
+            return Ok((p.url.as_deref() == Some(url)).then_some(seq));
+        }
         Ok(self
             .article(seq)?
             .filter(|a| a.url.as_deref() == Some(url))
@@ -1086,11 +1100,11 @@ impl dedup::Index for Store {
     }
 
     fn by_guid(&self, guid: &str) -> Result<Option<u64>, StoreError> {
-        self.guid_seq(guid)
+        self.guid_seq(guid, &[])
     }
 
     fn by_url(&self, url: &str) -> Result<Option<u64>, StoreError> {
-        self.url_seq(url)
+        self.url_seq(url, &[])
     }
 
     fn by_content(&self, hash: u64) -> Result<Option<u64>, StoreError> {
@@ -1107,6 +1121,20 @@ impl dedup::Index for Store {
         candidate: &Fingerprint,
         limit: usize,
     ) -> Result<Vec<Overlap>, StoreError> {
+        self.overlaps_with(anchors, candidate, limit, &[])
+    }
+}
+
+impl Store {
+    /// [`dedup::Index::overlaps`], reading the marks of the articles in `pending` (written but
+    /// not yet committed) from there.
+    fn overlaps_with(
+        &self,
+        anchors: &[u64],
+        candidate: &Fingerprint,
+        limit: usize,
+        pending: &[PendingArticle],
+    ) -> Result<Vec<Overlap>, StoreError> {
         // Articles sharing an anchor with the candidate; when none of them could make it
         // `contained`, their marks need not be read.
         let found = {
@@ -1120,7 +1148,7 @@ impl dedup::Index for Store {
             }
             found
         };
-        self.compare(found, candidate)
+        self.compare_with(found, candidate, pending)
     }
 }
 
@@ -1142,10 +1170,27 @@ impl Store {
         found: Vec<(u64, u32)>,
         candidate: &Fingerprint,
     ) -> Result<Vec<Overlap>, StoreError> {
+        self.compare_with(found, candidate, &[])
+    }
+
+    fn compare_with(
+        &self,
+        found: Vec<(u64, u32)>,
+        candidate: &Fingerprint,
+        pending: &[PendingArticle],
+    ) -> Result<Vec<Overlap>, StoreError> {
         // Their marks, compared exactly.
         let mut out = Vec::with_capacity(found.len());
         for (seq, _) in found {
-            if let Some(k) = self.article_keys(seq)? {
+            let stored;
+            let keys = match pending.iter().find(|p| p.seq == seq) {
+                Some(p) => Some(&p.keys),
+                None => {
+                    stored = self.article_keys(seq)?;
+                    stored.as_ref()
+                }
+            };
+            if let Some(k) = keys {
                 out.push(Overlap::between(
                     seq,
                     candidate,
@@ -1165,12 +1210,73 @@ impl Store {
 }
 
 /// The one writer of a database; see the module's promises.
+///
+/// Writes are gathered into one sled batch until [`Writer::commit`]: the sieve commits once per
+/// poll report (about 20 items), which costs a third of the time of a batch per item (sled's
+/// cost is mostly per batch). The dedup indexes see each insert at once, and so does the writer's
+/// own [`dedup::Index`], so items of one report are judged against each other as before.
 pub struct Writer {
     store: Store,
     next_article: u64,
     next_duplicate: u64,
     /// Articles stored since `lookup.bin` was last written.
     since_save: u64,
+    /// What was written since the last commit.
+    pending: Pending,
+}
+
+/// Writes not yet committed, and what readers of the writer need from them before they are.
+#[derive(Default)]
+struct Pending {
+    batch: sled::Batch,
+    articles: Vec<PendingArticle>,
+    /// Item ids written (articles and duplicates).
+    items: Vec<String>,
+    last_article: Option<u64>,
+    last_duplicate: Option<u64>,
+}
+
+/// An article in the uncommitted batch.
+struct PendingArticle {
+    seq: u64,
+    id: String,
+    url: Option<String>,
+    keys: ArticleKeys,
+}
+
+/// The writer judges against the store and its own uncommitted batch.
+impl dedup::Index for Writer {
+    type Error = StoreError;
+
+    fn seen_in_feed(&self, feed: &str, guid: &str) -> Result<bool, StoreError> {
+        self.store.seen_in_feed(feed, guid)
+    }
+
+    fn by_guid(&self, guid: &str) -> Result<Option<u64>, StoreError> {
+        self.store.guid_seq(guid, &self.pending.articles)
+    }
+
+    fn by_url(&self, url: &str) -> Result<Option<u64>, StoreError> {
+        self.store.url_seq(url, &self.pending.articles)
+    }
+
+    fn by_content(&self, hash: u64) -> Result<Option<u64>, StoreError> {
+        self.store.by_content(hash)
+    }
+
+    fn nearest(&self, simhash: u64, max_distance: u32) -> Result<Option<(u64, u32)>, StoreError> {
+        self.store.nearest(simhash, max_distance)
+    }
+
+    fn overlaps(
+        &self,
+        anchors: &[u64],
+        candidate: &Fingerprint,
+        limit: usize,
+    ) -> Result<Vec<Overlap>, StoreError> {
+        self.store
+            .overlaps_with(anchors, candidate, limit, &self.pending.articles)
+    }
 }
 
 impl Writer {
@@ -1187,6 +1293,54 @@ impl Writer {
         self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
         self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
         self.since_save = 0;
+        self.pending = Pending::default();
+        Ok(())
+    }
+
+    /// Applies everything written since the last commit in one sled batch (atomic: all or
+    /// none), with the seq counters. If it fails, the dedup indexes, which already hold the
+    /// batch's articles, are reloaded from disk, and the seqs are handed out again.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        let mut pending = std::mem::take(&mut self.pending);
+        if pending.last_article.is_none() && pending.last_duplicate.is_none() {
+            return Ok(());
+        }
+        if let Some(seq) = pending.last_article {
+            pending
+                .batch
+                .insert(keys::meta(SEQ_ARTICLES), &seq.to_be_bytes()[..]);
+        }
+        if let Some(seq) = pending.last_duplicate {
+            pending
+                .batch
+                .insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
+        }
+        let applied = self
+            .store
+            .h()
+            .and_then(|h| Ok(h.main.apply_batch(pending.batch)?));
+        if let Err(e) = applied {
+            if e.is_io() {
+                self.store.mark_unwritable();
+            }
+            self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
+            self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
+            self.store.reload_lookup()?;
+            return Err(e);
+        }
+        if self.since_save >= lookup::SAVE_EVERY {
+            // Bounds what a restart after a crash re-indexes.
+            self.since_save = 0;
+            match self.store.flush() {
+                // `lookup.bin` only saves time at the next start; the articles are stored.
+                Err(e @ StoreError::Io { .. }) => {
+                    tracing::warn!(error = %e, "Could not save the dedup indexes; the next start rebuilds what is missing.")
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1202,7 +1356,7 @@ impl Writer {
         let taken = [
             (
                 global_guid
-                    .map(|g| store.guid_seq(g))
+                    .map(|g| store.guid_seq(g, &self.pending.articles))
                     .transpose()?
                     .flatten(),
                 dedup::Reason::Guid,
@@ -1210,7 +1364,7 @@ impl Writer {
             (
                 c.url
                     .as_deref()
-                    .map(|u| store.url_seq(u))
+                    .map(|u| store.url_seq(u, &self.pending.articles))
                     .transpose()?
                     .flatten(),
                 dedup::Reason::Url,
@@ -1236,7 +1390,8 @@ impl Writer {
         let base_id = article_id(&c.feed, &c.guid);
         // Two items whose ids collide (a 64-bit hash) keep distinct ids.
         let id = if store.read_lookup()?.seen(&base_id)
-            && store.h()?.main.contains_key(keys::item(&base_id))?
+            && (self.pending.items.contains(&base_id)
+                || store.h()?.main.contains_key(keys::item(&base_id))?)
         {
             format!("{base_id}-{seq}")
         } else {
@@ -1262,15 +1417,16 @@ impl Writer {
             long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
-        // The article, its id and the counter: one batch, so a crash keeps all or none.
-        let mut batch = sled::Batch::default();
+        // The article, its id and (at commit) the counter: one batch, so a crash keeps all or
+        // none.
+        let batch = &mut self.pending.batch;
         batch.insert(
             &keys::logged(keys::ARTICLE, seq)[..],
             records::encode_article(&json, &stored),
         );
         batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
-        batch.insert(keys::meta(SEQ_ARTICLES), &seq.to_be_bytes()[..]);
-        store.h()?.main.apply_batch(batch)?;
+        self.pending.last_article = Some(seq);
+        self.pending.items.push(id.clone());
         store
             .lookup()?
             .write()
@@ -1287,21 +1443,14 @@ impl Writer {
                 anchors: &fp.anchors,
                 long_marks: &fp.long_marks,
             });
+        self.pending.articles.push(PendingArticle {
+            seq,
+            id: id.clone(),
+            url: c.url.clone(),
+            keys: stored,
+        });
         self.next_article += 1;
         self.since_save += 1;
-        if self.since_save >= lookup::SAVE_EVERY {
-            // Bounds what a restart after a crash re-indexes.
-            self.since_save = 0;
-            match store.flush() {
-                // `lookup.bin` only saves time at the next start; the article is stored.
-                Err(e @ StoreError::Io { .. }) => {
-                    tracing::warn!(error = %e, "Could not save the dedup indexes; the next start rebuilds what is missing.")
-                }
-                other => {
-                    other?;
-                }
-            }
-        }
         Ok(Inserted::Stored { seq, id })
     }
 
@@ -1313,7 +1462,10 @@ impl Writer {
         m: &Match,
         fetched: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let of = self.store.article(m.seq)?.map(|a| a.id).unwrap_or_default();
+        let of = match self.pending.articles.iter().find(|p| p.seq == m.seq) {
+            Some(p) => p.id.clone(),
+            None => self.store.article(m.seq)?.map(|a| a.id).unwrap_or_default(),
+        };
         let seq = self.next_duplicate;
         let id = article_id(&c.feed, &c.guid);
         let json = to_json(&Duplicate {
@@ -1339,15 +1491,15 @@ impl Writer {
             long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
-        let mut batch = sled::Batch::default();
+        let batch = &mut self.pending.batch;
         batch.insert(
             &keys::logged(keys::DUPLICATE, seq)[..],
             records::encode_article(&json, &kept),
         );
         batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
-        batch.insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
-        self.store.h()?.main.apply_batch(batch)?;
+        self.pending.last_duplicate = Some(seq);
+        self.pending.items.push(id.clone());
         self.store
             .lookup()?
             .write()
@@ -1384,6 +1536,32 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Writer {
+        /// Inserts and commits at once, as if each article were its own report.
+        fn insert_article_committed(
+            &mut self,
+            c: &Candidate,
+            fp: &Fingerprint,
+            fetched: DateTime<Utc>,
+        ) -> Result<Inserted, StoreError> {
+            let inserted = self.insert_article(c, fp, fetched)?;
+            self.commit()?;
+            Ok(inserted)
+        }
+
+        fn insert_duplicate_committed(
+            &mut self,
+            c: &Candidate,
+            fp: &Fingerprint,
+            m: &Match,
+            fetched: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            let seq = self.insert_duplicate(c, fp, m, fetched)?;
+            self.commit()?;
+            Ok(seq)
+        }
+    }
     use crate::dedup::fingerprint::fingerprint;
     use crate::dedup::{Index, Reason, Settings, Verdict, judge};
 
@@ -1416,7 +1594,9 @@ mod tests {
             assert!(matches!(store.writer(), Err(StoreError::WriterTaken)));
             for i in 0..300u64 {
                 let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
-                let r = w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+                let r = w
+                    .insert_article_committed(&c, &fingerprint(&c.text), now)
+                    .unwrap();
                 assert!(matches!(r, Inserted::Stored { seq, .. } if seq == i + 1));
             }
             store.flush().unwrap();
@@ -1444,7 +1624,8 @@ mod tests {
         let mut w = store.writer().unwrap();
         let c = candidate("http://f/", "after-reopen", None, &story(999));
         assert!(matches!(
-            w.insert_article(&c, &fingerprint(&c.text), now).unwrap(),
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap(),
             Inserted::Stored { seq: 301, .. }
         ));
     }
@@ -1462,7 +1643,8 @@ mod tests {
             Some("https://ex.org/1"),
             &text,
         );
-        w.insert_article(&c, &fingerprint(&text), now).unwrap();
+        w.insert_article_committed(&c, &fingerprint(&text), now)
+            .unwrap();
         let settings = Settings {
             max_distance: 3,
             containment: 0.7,
@@ -1518,7 +1700,7 @@ mod tests {
         // An exact key taken just before the write is reported, not stored twice.
         let again = candidate("http://h/", "9", Some("https://ex.org/1"), &story(3));
         assert!(matches!(
-            w.insert_article(&again, &fingerprint(&again.text), now).unwrap(),
+            w.insert_article_committed(&again, &fingerprint(&again.text), now).unwrap(),
             Inserted::Taken(m) if m.reason == Reason::Url
         ));
         assert!(
@@ -1560,13 +1742,13 @@ mod tests {
         let now = Utc::now();
         let old = now - chrono::Duration::days(40);
         let (a, b) = (story(21), story(22));
-        w.insert_article(
+        w.insert_article_committed(
             &candidate("http://f/", "old", Some("https://e/old"), &a),
             &fingerprint(&a),
             old,
         )
         .unwrap();
-        w.insert_article(
+        w.insert_article_committed(
             &candidate("http://f/", "new", Some("https://e/new"), &b),
             &fingerprint(&b),
             now,
@@ -1609,7 +1791,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             let mut w = store.writer().unwrap();
-            w.insert_article(
+            w.insert_article_committed(
                 &candidate("http://f/", "1", None, &text),
                 &fingerprint(&text),
                 now,
@@ -1618,7 +1800,7 @@ mod tests {
             store.flush().unwrap();
             // Stored after the file was written: indexed at the next open.
             let t2 = story(6);
-            w.insert_article(
+            w.insert_article_committed(
                 &candidate("http://f/", "2", None, &t2),
                 &fingerprint(&t2),
                 now,
@@ -1660,7 +1842,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             let mut w = store.writer().unwrap();
-            w.insert_article(
+            w.insert_article_committed(
                 &candidate("http://f/", "1", Some("https://e/1"), &text),
                 &fingerprint(&text),
                 Utc::now(),
@@ -1733,7 +1915,10 @@ mod tests {
                     _ => now,
                 };
                 let c = candidate("http://f/", &format!("g{i}"), Some(&url(i)), &story(i));
-                match w.insert_article(&c, &fingerprint(&c.text), at).unwrap() {
+                match w
+                    .insert_article_committed(&c, &fingerprint(&c.text), at)
+                    .unwrap()
+                {
                     Inserted::Stored { id, .. } => stored.push(id),
                     other => panic!("{other:?}"),
                 }
@@ -1748,7 +1933,7 @@ mod tests {
                     distance: None,
                     containment: None,
                 };
-                w.insert_duplicate(&c, &fingerprint(&c.text), &m, at)
+                w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, at)
                     .unwrap();
             }
             w.expire_before(now - days(30)).unwrap();
@@ -1825,7 +2010,7 @@ mod tests {
                     containment: None,
                 };
                 let d = w
-                    .insert_duplicate(&c, &fingerprint(&c.text), &m, now)
+                    .insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
                     .unwrap();
                 let (dup, _) = store.duplicate(d).unwrap().unwrap();
                 assert_eq!(dup.duplicate_of, ids[2]);
@@ -1873,7 +2058,8 @@ mod tests {
         let now = Utc::now();
         for i in 0..10u64 {
             let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
-            w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap();
         }
         let limits = RetentionConfig {
             max_age: None,
@@ -1896,9 +2082,185 @@ mod tests {
         // Seq is never reused after deletions.
         let c = candidate("http://f/", "g10", None, &story(10));
         assert!(matches!(
-            w.insert_article(&c, &fingerprint(&c.text), now).unwrap(),
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap(),
             Inserted::Stored { seq: 11, .. }
         ));
+    }
+
+    /// The items of one report are judged against each other before their batch is committed,
+    /// and readers see none of them until it is.
+    #[test]
+    fn one_batch_judges_its_items_against_each_other() {
+        use crate::dedup::{Reason, Settings, Verdict, judge};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.7,
+        };
+        let long = format!("{}\n\n{}\n\n{}", story(1), story(2), story(3));
+        let a = candidate(
+            "http://a/",
+            "https://wire.example/1",
+            Some("https://a/1"),
+            &long,
+        );
+        let fa = fingerprint(&a.text);
+        assert_eq!(judge(&a, &fa, &w, settings).unwrap(), Verdict::New);
+        let Inserted::Stored { seq, id } = w.insert_article(&a, &fa, now).unwrap() else {
+            panic!("not stored");
+        };
+        // The same global guid, the same link, and a copy cut to its first two thirds.
+        let copies = [
+            (
+                candidate("http://b/", "https://wire.example/1", None, &story(9)),
+                Reason::Guid,
+            ),
+            (
+                candidate("http://c/", "c1", Some("https://a/1"), &story(8)),
+                Reason::Url,
+            ),
+            (
+                candidate(
+                    "http://d/",
+                    "d1",
+                    None,
+                    &format!("{}\n\n{}", story(1), story(2)),
+                ),
+                Reason::Contained,
+            ),
+        ];
+        for (c, reason) in &copies {
+            let fp = fingerprint(&c.text);
+            let Verdict::Duplicate(m) = judge(c, &fp, &w, settings).unwrap() else {
+                panic!("{reason:?} copy not caught");
+            };
+            assert_eq!((m.reason, m.seq), (*reason, seq));
+            w.insert_duplicate(c, &fp, &m, now).unwrap();
+        }
+        store.sync().unwrap();
+        assert!(store.articles_after(0, 10).unwrap().is_empty());
+        assert!(store.duplicates_after(0, 10).unwrap().is_empty());
+        w.commit().unwrap();
+        store.sync().unwrap();
+        assert_eq!(store.articles_after(0, 10).unwrap().len(), 1);
+        let dups = store.duplicates_after(0, 10).unwrap();
+        assert_eq!(dups.len(), 3);
+        for (_, d) in dups {
+            let d: Duplicate = serde_json::from_slice(&d).unwrap();
+            assert_eq!(d.duplicate_of, id);
+        }
+        let record = store.article_by_id(&id).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!(v["also_seen"].as_array().unwrap().len(), 3);
+    }
+
+    /// Readers paging articles (with `also_seen`), duplicates and ids while retention deletes
+    /// the oldest articles, leaves tombstones, then expires them: every record they get is whole
+    /// and in order; what they miss was deleted.
+    #[test]
+    fn readers_never_see_a_broken_record_while_retention_deletes() {
+        use crate::config::RetentionConfig;
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for i in 0..1500u64 {
+            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
+            let fp = fingerprint(&c.text);
+            if let Inserted::Stored { id, .. } = w.insert_article_committed(&c, &fp, now).unwrap() {
+                ids.push(id);
+            }
+            // Every tenth story is seen again twice, elsewhere.
+            for copy in 0..2 * u64::from(i % 10 == 0) {
+                let c = candidate(
+                    &format!("http://copy{copy}/"),
+                    &format!("g{i}"),
+                    None,
+                    &story(i),
+                );
+                let Inserted::Taken(m) = w.insert_article_committed(&c, &fp, now).unwrap() else {
+                    panic!("a copy was stored");
+                };
+                w.insert_duplicate_committed(&c, &fp, &m, now).unwrap();
+            }
+        }
+        store.sync().unwrap();
+        assert_eq!(ids.len(), 1500);
+
+        let deleting = AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..2)
+                .map(|r| {
+                    let (store, ids, deleting) = (store.clone(), &ids, &deleting);
+                    scope.spawn(move || {
+                        let mut rounds = 0;
+                        while deleting.load(Ordering::Relaxed) || rounds < 2 {
+                            rounds += 1;
+                            let mut after = 0;
+                            loop {
+                                let page = store.article_records_after(after, 37).unwrap();
+                                let Some(&(last, _)) = page.last() else { break };
+                                for (seq, record) in &page {
+                                    assert!(*seq > after, "in order");
+                                    after = *seq;
+                                    let v: serde_json::Value = serde_json::from_slice(record)
+                                        .unwrap_or_else(|e| panic!("article {seq}: {e}"));
+                                    assert_eq!(v["seq"], *seq);
+                                    assert!(v["text"].as_str().is_some_and(|t| !t.is_empty()));
+                                    for seen in v["also_seen"].as_array().unwrap() {
+                                        assert_eq!(seen["reason"], "content", "{seen}");
+                                    }
+                                }
+                                after = last;
+                            }
+                            let mut after = 0;
+                            while let Some(&(last, _)) =
+                                store.duplicates_after(after, 11).unwrap().last()
+                            {
+                                for (seq, record) in store.duplicates_after(after, 11).unwrap() {
+                                    let d: Duplicate = serde_json::from_slice(&record)
+                                        .unwrap_or_else(|e| panic!("duplicate {seq}: {e}"));
+                                    assert_eq!(d.seq, seq);
+                                }
+                                after = last;
+                            }
+                            for id in ids.iter().skip(r).step_by(13) {
+                                if let Some(record) = store.article_by_id(id).unwrap() {
+                                    let v: serde_json::Value =
+                                        serde_json::from_slice(&record).unwrap();
+                                    assert_eq!(v["id"], id.as_str());
+                                }
+                            }
+                        }
+                        rounds
+                    })
+                })
+                .collect();
+            // Down to 100 articles, tombstones inside the window; then the window passes.
+            let keep = RetentionConfig {
+                max_age: None,
+                max_articles: Some(100),
+                min_free: 0,
+            };
+            let window = std::time::Duration::from_secs(86_400);
+            while w.retain(&keep, window, now, 25).unwrap().more {}
+            let later = now + chrono::Duration::days(2);
+            while w.retain(&keep, window, later, 25).unwrap().more {}
+            store.sync().unwrap();
+            deleting.store(false, Ordering::Relaxed);
+            for r in readers {
+                assert!(r.join().unwrap() >= 2);
+            }
+        });
+        let left = store.articles_after(0, 2000).unwrap();
+        assert_eq!(left.first().map(|r| r.0), Some(1401));
+        assert_eq!(left.len(), 100);
     }
 
     #[test]
@@ -1910,7 +2272,8 @@ mod tests {
         let now = Utc::now();
         for i in 0..6u64 {
             let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
-            w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap();
         }
         for of in [3u64, 5] {
             let c = candidate("http://g/", &format!("copy{of}"), None, &story(of - 1));
@@ -1920,7 +2283,7 @@ mod tests {
                 distance: None,
                 containment: None,
             };
-            w.insert_duplicate(&c, &fingerprint(&c.text), &m, now)
+            w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
                 .unwrap();
         }
         // Two articles deleted inside the window: tombstones.
@@ -1982,7 +2345,7 @@ mod tests {
         let watch = store.watch_articles();
         let c = candidate("http://f/", "g1", None, &story(1));
         let Inserted::Stored { id, .. } = w
-            .insert_article(&c, &fingerprint(&c.text), Utc::now())
+            .insert_article_committed(&c, &fingerprint(&c.text), Utc::now())
             .unwrap()
         else {
             panic!("not stored");
