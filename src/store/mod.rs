@@ -153,16 +153,35 @@ struct Handles {
     catalog: sled::Tree,
 }
 
+/// How long opening waits for sled's own file lock. Whoever calls [`Handles::open`] holds the
+/// data directory's lock, so another holder can only be this process's previous handle, whose
+/// background threads finish after it was dropped (seen as a rare failure of a test that
+/// reopens at once).
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Handles {
     fn open(db_path: &Path, options: &Options) -> Result<Handles, StoreError> {
-        let db = sled::Config::new()
-            .path(db_path)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: db_path.to_path_buf(),
-                source,
-            })?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new()
+                .path(db_path)
+                .cache_capacity(options.cache_bytes)
+                .open()
+            {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < SLED_LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => {
+                    break other.map_err(|source| StoreError::Open {
+                        path: db_path.to_path_buf(),
+                        source,
+                    })?;
+                }
+            }
+        };
         Ok(Handles {
             main: db.open_tree("main")?,
             feeds: db.open_tree("feeds")?,
@@ -1835,6 +1854,25 @@ mod tests {
             store.nearest(fingerprint(&text).simhash, 0).unwrap(),
             Some((1, 0))
         );
+    }
+
+    /// sled's background threads can hold its file lock for a moment after the last handle is
+    /// dropped; reopening at once (a checkpoint, a reopen after a write failure) waits for them.
+    #[test]
+    fn a_store_reopens_at_once_after_it_was_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..40u64 {
+            let store = Store::open(dir.path(), &Options::default())
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let mut w = store.writer().unwrap();
+            for i in 0..20 {
+                let n = round * 100 + i;
+                let c = candidate("http://f/", &format!("g{n}"), None, &story(n));
+                w.insert_article(&c, &fingerprint(&c.text), Utc::now())
+                    .unwrap();
+            }
+            w.commit().unwrap();
+        }
     }
 
     #[test]
