@@ -144,8 +144,12 @@ pub fn parse_feed(
         }
     };
     // feed-rs drops RSS 1.0 items without a link; give them their rdf:about and read again.
-    // (Only when items are missing: both scans of the document cost 1.4% of a pass.)
-    let missing = feed.entries.len() < doc.matches("<item").count();
+    // (Only for RDF documents with items missing: scanning every document cost 1.4% of a pass.)
+    let rdf = {
+        let head = &doc[..doc.floor_char_boundary(4096)];
+        head.contains("rdf") || head.contains("RDF")
+    };
+    let missing = rdf && feed.entries.len() < doc.matches("<item").count();
     let feed = match missing.then(|| repair::rdf_item_links(&doc)).flatten() {
         Some(repaired) => parser().parse(repaired.as_bytes()).unwrap_or(feed),
         None => feed,

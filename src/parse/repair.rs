@@ -238,9 +238,12 @@ pub fn late_declarations(doc: &str) -> Option<String> {
             .next()
             .is_none_or(|c| c == '?' || c.is_ascii_whitespace())
     };
-    let mut late = doc
-        .match_indices("<?xml")
-        .map(|(at, _)| at)
+    static DECLARATION: LazyLock<Option<AhoCorasick>> =
+        LazyLock::new(|| AhoCorasick::new(["<?xml"]).ok());
+    let mut late = DECLARATION
+        .as_ref()?
+        .find_iter(doc)
+        .map(|m| m.start())
         .filter(|&at| at != start && is_declaration(at))
         .peekable();
     late.peek()?;
