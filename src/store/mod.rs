@@ -1418,16 +1418,16 @@ impl Writer {
         } else {
             base_id
         };
-        let json = to_json(&Article {
+        let out = records::ArticleOut {
             seq,
-            id: id.clone(),
-            feed: c.feed.clone(),
-            url: c.url.clone(),
-            title: c.title.clone(),
+            id: &id,
+            feed: &c.feed,
+            url: c.url.as_deref(),
+            title: &c.title,
             published: c.published,
             fetched,
-            text: c.text.clone(),
-        });
+            text: &c.text,
+        };
         let stored = ArticleKeys {
             guid: c.guid.clone(),
             simhash: fp.simhash,
@@ -1443,7 +1443,7 @@ impl Writer {
         let batch = &mut self.pending.batch;
         batch.insert(
             &keys::logged(keys::ARTICLE, seq)[..],
-            records::encode_article(&json, &stored),
+            records::encode_record(&out, c.text.len(), &stored),
         );
         batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
         self.pending.last_article = Some(seq);

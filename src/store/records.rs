@@ -114,10 +114,31 @@ impl ArticleKeys {
 /// guid_len u32, guid`, then three lists, each a `u32` length and `u64`s: short marks, long
 /// marks, anchors).
 pub fn encode_article(json: &[u8], keys: &ArticleKeys) -> Vec<u8> {
-    let lists = keys.short_marks.len() + keys.long_marks.len() + keys.anchors.len();
-    let mut v = Vec::with_capacity(4 + json.len() + 48 + keys.guid.len() + 8 * lists);
+    let mut v = Vec::with_capacity(4 + json.len() + keys_len(keys));
     v.extend_from_slice(&(json.len() as u32).to_le_bytes());
     v.extend_from_slice(json);
+    push_keys(&mut v, keys);
+    v
+}
+
+/// [`encode_article`] of `record` serialized to JSON in place: no copy of the JSON (nor of the
+/// text the record borrows) on the way; `text_len` sizes the buffer.
+pub fn encode_record<T: Serialize>(record: &T, text_len: usize, keys: &ArticleKeys) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + text_len + 512 + keys_len(keys));
+    v.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut v, record).expect("records of plain fields always serialize");
+    let json_len = (v.len() - 4) as u32;
+    v[..4].copy_from_slice(&json_len.to_le_bytes());
+    push_keys(&mut v, keys);
+    v
+}
+
+fn keys_len(keys: &ArticleKeys) -> usize {
+    let lists = keys.short_marks.len() + keys.long_marks.len() + keys.anchors.len();
+    48 + keys.guid.len() + 8 * lists
+}
+
+fn push_keys(v: &mut Vec<u8>, keys: &ArticleKeys) {
     v.extend_from_slice(&keys.simhash.to_le_bytes());
     v.extend_from_slice(&keys.content.to_le_bytes());
     v.extend_from_slice(&keys.words.to_le_bytes());
@@ -130,7 +151,28 @@ pub fn encode_article(json: &[u8], keys: &ArticleKeys) -> Vec<u8> {
             v.extend_from_slice(&m.to_le_bytes());
         }
     }
-    v
+}
+
+/// An [`Article`] that borrows its strings, for writing one without copying its text: it
+/// serializes to exactly the same JSON (a test checks it).
+#[derive(Serialize)]
+pub struct ArticleOut<'a> {
+    /// See [`Article::seq`].
+    pub seq: u64,
+    /// See [`Article::id`].
+    pub id: &'a str,
+    /// See [`Article::feed`].
+    pub feed: &'a str,
+    /// See [`Article::url`].
+    pub url: Option<&'a str>,
+    /// See [`Article::title`].
+    pub title: &'a str,
+    /// See [`Article::published`].
+    pub published: Option<DateTime<Utc>>,
+    /// See [`Article::fetched`].
+    pub fetched: DateTime<Utc>,
+    /// See [`Article::text`].
+    pub text: &'a str,
 }
 
 /// The NDJSON record inside an article value.
@@ -358,8 +400,34 @@ mod tests {
         };
         let v = encode_article(b"{\"seq\":1}", &keys);
         assert_eq!(article_json(&v), Some(&b"{\"seq\":1}"[..]));
-        assert_eq!(article_keys(&v), Some(keys));
+        assert_eq!(article_keys(&v), Some(keys.clone()));
         assert_eq!(article_keys(&v[..v.len() - 1]), None);
         assert_eq!(article_json(&[1, 0]), None);
+
+        // The borrowed writer gives the same bytes as the owned record.
+        for (url, published) in [(None, None), (Some("https://e/\"1\""), Some(Utc::now()))] {
+            let a = Article {
+                seq: 7,
+                id: "00ff".into(),
+                feed: "https://f/".into(),
+                url: url.map(Into::into),
+                title: "T\u{e9} \"q\"".into(),
+                published,
+                fetched: Utc::now(),
+                text: "line\n\npara <b>".into(),
+            };
+            let out = ArticleOut {
+                seq: a.seq,
+                id: &a.id,
+                feed: &a.feed,
+                url: a.url.as_deref(),
+                title: &a.title,
+                published: a.published,
+                fetched: a.fetched,
+                text: &a.text,
+            };
+            let owned = encode_article(&serde_json::to_vec(&a).unwrap(), &keys);
+            assert_eq!(encode_record(&out, a.text.len(), &keys), owned);
+        }
     }
 }
