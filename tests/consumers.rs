@@ -198,14 +198,7 @@ fn tail_prints_the_newest_and_follows_across_a_restart() {
     // --follow: prints what is there, waits for a daemon, follows it, and goes on after its
     // restart, each article once.
     let out_path = env.dir.path().join("tail.out");
-    let mut tail = crate::util::bin()
-        .arg("--config")
-        .arg(&env.config)
-        .args(["tail", "--follow", "--after", "5"])
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut tail = follow(&env, 5, &out_path);
     let printed = || crate::util::ndjson(&std::fs::read(&out_path).unwrap_or_default());
     wait_until(Duration::from_secs(20), "the stored articles", || {
         printed().len() == 7
@@ -277,14 +270,7 @@ fn tail_follow_waits_out_a_database_held_without_an_api() {
         .unwrap();
     lock.lock().unwrap();
     let out_path = env.dir.path().join("tail.out");
-    let mut tail = crate::util::bin()
-        .arg("--config")
-        .arg(&env.config)
-        .args(["tail", "--follow", "--after", "0"])
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut tail = follow(&env, 0, &out_path);
     std::thread::sleep(Duration::from_secs(7));
     assert!(
         tail.try_wait().unwrap().is_none(),
@@ -297,4 +283,16 @@ fn tail_follow_waits_out_a_database_held_without_an_api() {
     });
     let _ = tail.kill();
     let _ = tail.wait();
+}
+
+/// `tail --follow --after AFTER`, printing into `out`.
+fn follow(env: &TestEnv, after: u64, out: &std::path::Path) -> std::process::Child {
+    crate::util::bin()
+        .arg("--config")
+        .arg(&env.config)
+        .args(["tail", "--follow", "--after", &after.to_string()])
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }

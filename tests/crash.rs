@@ -1,50 +1,12 @@
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::util::{FeedServer, TestEnv, generated_feed, wait_until};
-
-/// (seq, id) of every article `articles` lists.
-fn listed(env: &TestEnv) -> BTreeMap<u64, String> {
-    env.records(&["articles"])
-        .iter()
-        .map(|a| (a["seq"].as_u64().unwrap(), a["id"].to_string()))
-        .collect()
-}
+use crate::util::{Publisher, TestEnv, listed, wait_until};
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_that_was_listed() {
     // Five feeds that keep publishing: each grows by an item every 100 ms.
-    let server = Arc::new(FeedServer::start());
-    let names = ["kilo", "lima", "mike", "november", "oscar"];
-    let urls: Vec<String> = names
-        .iter()
-        .map(|n| server.url(&format!("/{n}.rss")))
-        .collect();
-    for n in names {
-        server.set(
-            &format!("/{n}.rss"),
-            generated_feed(n, 1),
-            "application/rss+xml",
-        );
-    }
-    let publishing = Arc::new(AtomicBool::new(true));
-    let publisher = {
-        let (server, publishing) = (server.clone(), publishing.clone());
-        std::thread::spawn(move || {
-            let mut count = 1;
-            while publishing.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                count += 1;
-                for n in names {
-                    let feed = generated_feed(n, count.min(400));
-                    server.set(&format!("/{n}.rss"), feed, "application/rss+xml");
-                }
-            }
-        })
-    };
-    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 5", &urls);
+    let mut publisher = Publisher::start(&["kilo", "lima", "mike", "november", "oscar"]);
+    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 5", &publisher.urls);
     let info = env.data_dir().join("daemon.json");
 
     let mut rng = fastrand::Rng::with_seed(7);
@@ -85,8 +47,7 @@ fn sigkill_at_random_moments_loses_nothing_that_was_listed() {
             first_round = after.len();
         }
     }
-    publishing.store(false, Ordering::Relaxed);
-    publisher.join().unwrap();
+    publisher.stop();
     // Ingestion went on from restart to restart.
     assert!(listed(&env).len() > first_round + 20);
 }

@@ -1,14 +1,11 @@
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{FeedServer, TestEnv, generated_feed, http_get, wait_until};
+use crate::util::{Publisher, TestEnv, http_get, listed, wait_until};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct SmallDisk(PathBuf);
@@ -74,30 +71,10 @@ fn healthz(env: &TestEnv) -> Value {
     serde_json::from_str(&body).expect("healthz JSON")
 }
 
-/// (seq, id) of every article `articles` lists (through the running daemon's API).
-fn listed(env: &TestEnv) -> BTreeMap<u64, String> {
-    env.records(&["articles"])
-        .iter()
-        .map(|a| (a["seq"].as_u64().unwrap(), a["id"].to_string()))
-        .collect()
-}
-
 #[test]
 fn a_full_disk_pauses_ingestion_keeps_reads_and_resumes_when_space_returns() {
-    let server = Arc::new(FeedServer::start());
-    let names = ["papa", "quebec", "romeo"];
-    let urls: Vec<String> = names
-        .iter()
-        .map(|n| server.url(&format!("/{n}.rss")))
-        .collect();
-    for n in names {
-        server.set(
-            &format!("/{n}.rss"),
-            generated_feed(n, 1),
-            "application/rss+xml",
-        );
-    }
-    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &urls);
+    let mut publisher = Publisher::start(&["papa", "quebec", "romeo"]);
+    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &publisher.urls);
     let config = std::fs::read_to_string(&env.config).unwrap();
     std::fs::write(
         &env.config,
@@ -110,22 +87,6 @@ fn a_full_disk_pauses_ingestion_keeps_reads_and_resumes_when_space_returns() {
             eprintln!("skipped: the full-disk test needs a small filesystem: {why}");
             return;
         }
-    };
-    // Each feed grows by an item every 100 ms.
-    let publishing = Arc::new(AtomicBool::new(true));
-    let publisher = {
-        let (server, publishing) = (server.clone(), publishing.clone());
-        std::thread::spawn(move || {
-            let mut count = 1;
-            while publishing.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                count += 1;
-                for n in names {
-                    let feed = generated_feed(n, count.min(400));
-                    server.set(&format!("/{n}.rss"), feed, "application/rss+xml");
-                }
-            }
-        })
     };
     let daemon = env.start_daemon();
     wait_until(Duration::from_secs(30), "20 articles", || {
@@ -174,8 +135,7 @@ fn a_full_disk_pauses_ingestion_keeps_reads_and_resumes_when_space_returns() {
         "{}",
         daemon.log()
     );
-    publishing.store(false, Ordering::Relaxed);
-    publisher.join().unwrap();
+    publisher.stop();
     let status = daemon.stop();
     assert!(status.success(), "exit status {status}");
 

@@ -431,3 +431,74 @@ pub fn generated_feed(prefix: &str, count: usize) -> String {
         .collect();
     rss(prefix, &list)
 }
+
+/// Feeds that keep publishing, for tests that interrupt the daemon mid-ingest: each of `names`
+/// is served at `/{name}.rss` and grows by an item every 100 ms (up to 400).
+pub struct Publisher {
+    pub server: std::sync::Arc<FeedServer>,
+    pub urls: Vec<String>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Publisher {
+    pub fn start(names: &'static [&'static str]) -> Publisher {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let server = std::sync::Arc::new(FeedServer::start());
+        let urls = names
+            .iter()
+            .map(|n| server.url(&format!("/{n}.rss")))
+            .collect();
+        for n in names {
+            server.set(
+                &format!("/{n}.rss"),
+                generated_feed(n, 1),
+                "application/rss+xml",
+            );
+        }
+        let running = std::sync::Arc::new(AtomicBool::new(true));
+        let thread = {
+            let (server, running) = (server.clone(), running.clone());
+            std::thread::spawn(move || {
+                let mut count = 1;
+                while running.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    count += 1;
+                    for n in names {
+                        let feed = generated_feed(n, count.min(400));
+                        server.set(&format!("/{n}.rss"), feed, "application/rss+xml");
+                    }
+                }
+            })
+        };
+        Publisher {
+            server,
+            urls,
+            running,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops publishing (the feeds stay served as they are).
+    pub fn stop(&mut self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the publisher thread");
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// (seq, id) of every article `articles` lists (through the daemon's API while it runs).
+pub fn listed(env: &TestEnv) -> std::collections::BTreeMap<u64, String> {
+    env.records(&["articles"])
+        .iter()
+        .map(|a| (a["seq"].as_u64().unwrap(), a["id"].to_string()))
+        .collect()
+}
