@@ -1558,6 +1558,14 @@ impl Writer {
 mod tests {
     use super::*;
 
+    /// A new database in a temp dir, and its writer.
+    fn fresh() -> (tempfile::TempDir, Store, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let w = store.writer().unwrap();
+        (dir, store, w)
+    }
+
     impl Writer {
         /// Inserts and commits at once, as if each article were its own report.
         fn insert_article_committed(
@@ -1653,9 +1661,7 @@ mod tests {
 
     #[test]
     fn index_answers_each_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let now = Utc::now();
         let text = story(1);
         let c = candidate(
@@ -1757,9 +1763,7 @@ mod tests {
 
     #[test]
     fn the_window_forgets_similar_stories_but_keeps_articles() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let now = Utc::now();
         let old = now - chrono::Duration::days(40);
         let (a, b) = (story(21), story(22));
@@ -2092,9 +2096,7 @@ mod tests {
     #[test]
     fn retention_by_count_works_in_bounded_steps() {
         use crate::config::RetentionConfig;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let now = Utc::now();
         for i in 0..10u64 {
             let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
@@ -2133,9 +2135,7 @@ mod tests {
     #[test]
     fn one_batch_judges_its_items_against_each_other() {
         use crate::dedup::{Reason, Settings, Verdict, judge};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let now = Utc::now();
         let settings = Settings {
             max_distance: 3,
@@ -2205,9 +2205,7 @@ mod tests {
     fn readers_never_see_a_broken_record_while_retention_deletes() {
         use crate::config::RetentionConfig;
         use std::sync::atomic::AtomicBool;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let now = Utc::now();
         let mut ids = Vec::new();
         for i in 0..1500u64 {
@@ -2306,9 +2304,7 @@ mod tests {
     #[test]
     fn fsck_finds_broken_indexes_and_repair_rebuilds_them_from_the_records() {
         use crate::config::RetentionConfig;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (dir, store, mut w) = fresh();
         let now = Utc::now();
         for i in 0..6u64 {
             let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
@@ -2379,9 +2375,7 @@ mod tests {
 
     #[test]
     fn readers_see_an_article_only_once_it_is_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let (_dir, store, mut w) = fresh();
         let watch = store.watch_articles();
         let c = candidate("http://f/", "g1", None, &story(1));
         let Inserted::Stored { id, .. } = w
