@@ -126,6 +126,16 @@ fn a_full_disk_pauses_ingestion_keeps_reads_and_resumes_when_space_returns() {
     wait_until(Duration::from_secs(30), "the failed write", || {
         daemon.log().contains("The disk refused a write")
     });
+    // The daemon still answers: a read is served, or (when sled would have to rewrite a page
+    // to serve it) refused with 503 and the reason, never a 500.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, body) = http_get(&env.api_addr(), "/v1/articles?after=0&limit=5", None);
+        assert!(matches!(status, 200 | 503), "{status}: {body}");
+        statuses.push(status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("reads while sled refuses writes: {statuses:?}");
     std::fs::remove_file(&filler).expect("remove the filler");
     wait_until(Duration::from_secs(60), "ingestion to resume", || {
         healthz(&env)["writable"] == true && listed(&env).len() > seen.len() + 10
