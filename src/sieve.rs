@@ -78,9 +78,6 @@ const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 const RECOVER_FIRST_WAIT: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts to write again.
 const RECOVER_MAX_WAIT: Duration = Duration::from_secs(30);
-/// Free space a probe must be able to write, beside sled's snapshots, before the store is
-/// reopened (sled writes a snapshot as it opens, and log segments of 512 KiB).
-const PROBE_BYTES: u64 = 2 << 20;
 
 /// What the sieve applies, from the config; replaced on reload.
 #[derive(Debug, Clone, PartialEq)]
@@ -352,7 +349,10 @@ impl Sieve {
                 return false;
             }
             attempts += 1;
-            let tried = probe_space(self.writer.store().path())
+            let tried = self
+                .writer
+                .store()
+                .probe_space()
                 .map_err(|e| e.to_string())
                 .and_then(|()| self.writer.reopen().map_err(|e| e.to_string()));
             match tried {
@@ -539,40 +539,6 @@ impl Sieve {
         self.counted.push(Some(found.reason.as_str()));
         Ok(())
     }
-}
-
-/// Writes and removes a file of [`PROBE_BYTES`] plus the size of sled's snapshots in
-/// `data_dir`, synced to disk: whether there is room to reopen the database and write again.
-fn probe_space(data_dir: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write;
-    let snapshots: u64 = std::fs::read_dir(data_dir.join("db"))
-        .map(|dir| {
-            dir.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("snap."))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-    let path = data_dir.join("space.probe");
-    let result = (|| {
-        let mut file = std::fs::File::create(&path)?;
-        let block = vec![0u8; 64 << 10];
-        let mut left = PROBE_BYTES + snapshots;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            file.write_all(&block[..n])?;
-            left -= n as u64;
-        }
-        file.sync_all()
-    })();
-    let _ = std::fs::remove_file(&path);
-    result.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("probe write in {}: {e}", data_dir.display()),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -153,6 +153,10 @@ struct Handles {
     catalog: sled::Tree,
 }
 
+/// Free space [`Store::probe_space`] must be able to write, beside sled's snapshots, before the
+/// store is reopened (sled writes a snapshot as it opens, and log segments of 512 KiB).
+const PROBE_BYTES: u64 = 2 << 20;
+
 /// How long opening waits for sled's own file lock. Whoever calls [`Handles::open`] holds the
 /// data directory's lock, so another holder can only be this process's previous handle, whose
 /// background threads finish after it was dropped (seen as a rare failure of a test that
@@ -542,13 +546,15 @@ impl Store {
             return Err(StoreError::WriterTaken);
         }
         self.lookup()?;
-        Ok(Writer {
-            next_article: self.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1,
-            next_duplicate: self.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1,
+        let mut w = Writer {
+            next_article: 0,
+            next_duplicate: 0,
             since_save: 0,
             pending: Pending::default(),
             store: self.clone(),
-        })
+        };
+        w.read_counters()?;
+        Ok(w)
     }
 
     /// Writes everything buffered to disk, then the dedup indexes (when they were built) to
@@ -679,6 +685,42 @@ impl Store {
         self.shared.failed.store(false, Ordering::SeqCst);
         self.shared.writable.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Whether there is room to reopen the database and write again: writes, syncs and removes
+    /// a file of [`PROBE_BYTES`] plus the size of sled's snapshots (sled writes one as it
+    /// opens) in the data directory.
+    pub fn probe_space(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let data_dir = &self.shared.path;
+        let snapshots: u64 = std::fs::read_dir(data_dir.join("db"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("snap."))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let path = data_dir.join("space.probe");
+        let result = (|| {
+            let mut file = File::create(&path)?;
+            let block = vec![0u8; 64 << 10];
+            let mut left = PROBE_BYTES + snapshots;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                file.write_all(&block[..n])?;
+                left -= n as u64;
+            }
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("probe write in {}: {e}", data_dir.display()),
+            )
+        })
     }
 
     /// Rebuilds the dedup indexes (when they were built) from what the database holds: after a
@@ -1311,10 +1353,15 @@ impl Writer {
     /// again (no reader saw them).
     pub fn reopen(&mut self) -> Result<(), StoreError> {
         self.store.reopen()?;
-        self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
-        self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
         self.since_save = 0;
         self.pending = Pending::default();
+        self.read_counters()
+    }
+
+    /// Takes the next seqs from the counters on disk.
+    fn read_counters(&mut self) -> Result<(), StoreError> {
+        self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
+        self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
         Ok(())
     }
 
@@ -1342,11 +1389,12 @@ impl Writer {
             .and_then(|h| Ok(h.main.apply_batch(pending.batch)?));
         if let Err(e) = applied {
             if e.is_io() {
+                // The sieve reopens the store, which rereads both.
                 self.store.mark_unwritable();
+            } else {
+                self.read_counters()?;
+                self.store.reload_lookup()?;
             }
-            self.next_article = self.store.meta(SEQ_ARTICLES)?.unwrap_or(0) + 1;
-            self.next_duplicate = self.store.meta(SEQ_DUPLICATES)?.unwrap_or(0) + 1;
-            self.store.reload_lookup()?;
             return Err(e);
         }
         if self.since_save >= lookup::SAVE_EVERY {
@@ -1557,6 +1605,15 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores stories 0 to n-1 from one feed, each committed on its own.
+    fn store_stories(w: &mut Writer, n: u64, now: DateTime<Utc>) {
+        for i in 0..n {
+            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap();
+        }
+    }
 
     /// A new database in a temp dir, and its writer.
     fn fresh() -> (tempfile::TempDir, Store, Writer) {
@@ -2098,11 +2155,7 @@ mod tests {
         use crate::config::RetentionConfig;
         let (_dir, store, mut w) = fresh();
         let now = Utc::now();
-        for i in 0..10u64 {
-            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
-            w.insert_article_committed(&c, &fingerprint(&c.text), now)
-                .unwrap();
-        }
+        store_stories(&mut w, 10, now);
         let limits = RetentionConfig {
             max_age: None,
             max_articles: Some(3),
@@ -2306,11 +2359,7 @@ mod tests {
         use crate::config::RetentionConfig;
         let (dir, store, mut w) = fresh();
         let now = Utc::now();
-        for i in 0..6u64 {
-            let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
-            w.insert_article_committed(&c, &fingerprint(&c.text), now)
-                .unwrap();
-        }
+        store_stories(&mut w, 6, now);
         for of in [3u64, 5] {
             let c = candidate("http://g/", &format!("copy{of}"), None, &story(of - 1));
             let m = Match {
