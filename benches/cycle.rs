@@ -5,7 +5,7 @@
 //!     cargo bench --bench cycle -- --feeds 1000 --hosts 1 --per-host 16
 //!     cargo bench --bench cycle -- --workload ../shared/bench/work    # a gen_feeds.py folder
 //!     cargo bench --bench cycle -- --data /tmp/cycle                  # keep config, database, logs
-//!     cargo bench --bench cycle -- --wrap "heaptrack -o /tmp/ht"      # run feedsieve under a tool
+//!     cargo bench --bench cycle -- --wrap "heaptrack -o /tmp/ht{pass}" # run feedsieve under a tool
 //!
 //! The feeds are generated here (half RSS 2.0, half Atom; real-length HTML bodies drawn from the
 //! BBC corpus's vocabulary when `../shared` is present; 10% of items are near-duplicates of an
@@ -360,7 +360,8 @@ fn main() {
         let mut child = match a.wrap.split_first() {
             Some((tool, args)) => {
                 let mut c = Command::new(tool);
-                c.args(args).arg(env!("CARGO_BIN_EXE_feedsieve"));
+                c.args(args.iter().map(|a| a.replace("{pass}", &pass.to_string())))
+                    .arg(env!("CARGO_BIN_EXE_feedsieve"));
                 c
             }
             None => Command::new(env!("CARGO_BIN_EXE_feedsieve")),

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::config::FeedConfig;
 use crate::dedup::clean::Boilerplate;
 use crate::dedup::fingerprint::Fingerprint;
-use crate::dedup::fingerprint::fingerprint_with;
+use crate::dedup::fingerprint::{Words, fingerprint_words};
 use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
 use crate::parse::Candidate;
 use crate::parse::parse_feed;
@@ -188,16 +188,16 @@ impl Poller {
         let mut boilerplate = prev.map(|s| s.boilerplate.clone()).unwrap_or_default();
         let parsed = tokio::task::spawn_blocking(move || {
             let parsed = parse_feed(&body, &feed_url, content_type.as_deref())?;
-            // Learn what this feed repeats in every item before fingerprinting its items.
-            boilerplate.learn(parsed.entries.iter().map(|c| c.text.as_str()));
-            let entries: Vec<_> = parsed
-                .entries
-                .into_iter()
-                .map(|c| {
-                    let fp = fingerprint_with(&c.text, &boilerplate);
-                    (c, fp)
-                })
+            // Each body is scanned for words once. Learn what this feed repeats in every item
+            // before fingerprinting its items.
+            let words: Vec<Words<'_>> = parsed.entries.iter().map(|c| Words::of(&c.text)).collect();
+            boilerplate.learn_words(words.iter());
+            let fingerprints: Vec<_> = words
+                .iter()
+                .map(|w| fingerprint_words(w, &boilerplate))
                 .collect();
+            drop(words);
+            let entries: Vec<_> = parsed.entries.into_iter().zip(fingerprints).collect();
             Ok::<_, crate::parse::ParseError>((entries, parsed.min_interval, boilerplate))
         })
         .await;

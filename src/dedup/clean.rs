@@ -92,6 +92,49 @@ pub fn story_text_with<'a>(text: &'a str, boilerplate: &Boilerplate) -> Cow<'a, 
     }
 }
 
+/// The word hashes of the story part of a scanned body: exactly the words of
+/// [`story_text_with`]'s text, without building it (borrowed when nothing is cut).
+pub fn story_words<'w>(
+    words: &'w super::fingerprint::Words<'_>,
+    boilerplate: &Boilerplate,
+) -> Cow<'w, [u64]> {
+    // The kept words once something was cut (until then, every word so far is kept).
+    let mut kept: Option<Vec<u64>> = None;
+    let mut kept_paragraphs = 0usize;
+    let mut start = 0usize;
+    for (i, (para, hashes)) in words.paragraphs().enumerate() {
+        let before = start;
+        start += hashes.len();
+        let cut = |kept: &mut Option<Vec<u64>>| {
+            kept.get_or_insert_with(|| words.hashes()[..before].to_vec());
+        };
+        if i == 0 && is_byline(para) {
+            cut(&mut kept);
+            continue;
+        }
+        let (mut para, mut hashes) = (para, Cow::Borrowed(hashes));
+        if kept_paragraphs == 0
+            && let Some(rest) = strip_dateline(para)
+        {
+            cut(&mut kept);
+            para = rest;
+            hashes = Cow::Owned(super::fingerprint::word_hashes(rest));
+        }
+        if is_boilerplate(para) || boilerplate.names_words(&hashes) {
+            cut(&mut kept);
+            continue;
+        }
+        kept_paragraphs += 1;
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&hashes);
+        }
+    }
+    match kept {
+        Some(k) => Cow::Owned(k),
+        None => Cow::Borrowed(words.hashes()),
+    }
+}
+
 /// A short first paragraph that only names an author or a date.
 fn is_byline(para: &str) -> bool {
     ["By ", "Posted ", "Published ", "Updated ", "BY "]
@@ -165,6 +208,20 @@ pub struct Boilerplate {
     keys: Vec<u64>,
 }
 
+/// The keys of one short paragraph: the hash of all its words, and of its last [`TAIL_WORDS`]
+/// when it has at most [`TAIL_MAX_WORDS`].
+#[derive(Debug, Clone, Copy)]
+struct ParagraphKeys {
+    whole: u64,
+    tail: Option<u64>,
+}
+
+impl ParagraphKeys {
+    fn iter(self) -> impl Iterator<Item = u64> {
+        std::iter::once(self.whole).chain(self.tail)
+    }
+}
+
 /// Words of a paragraph's tail key.
 pub const TAIL_WORDS: usize = 4;
 /// Paragraphs longer than this have no tail key.
@@ -181,43 +238,83 @@ impl Boilerplate {
     }
 
     /// The keys of a paragraph (whole, and tail when short), if it is short enough to be
-    /// boilerplate.
-    fn paragraph_keys(para: &str) -> Option<Vec<u64>> {
-        let mut words = Vec::new();
-        super::fingerprint::for_each_word(para, |w| words.push(super::fingerprint::word_hash(w)));
-        if words.len() < TAIL_WORDS || words.len() > BOILERPLATE_MAX_WORDS {
+    /// boilerplate. Allocates nothing, and stops reading a paragraph once it is too long.
+    fn paragraph_keys(para: &str) -> Option<ParagraphKeys> {
+        use super::fingerprint::{try_for_each_word_bytes, word_hash_bytes};
+        use std::ops::ControlFlow;
+        let mut words = [0u64; BOILERPLATE_MAX_WORDS];
+        let mut n = 0;
+        let flow = try_for_each_word_bytes(para, |w| {
+            let Some(slot) = words.get_mut(n) else {
+                return ControlFlow::Break(());
+            };
+            *slot = word_hash_bytes(w);
+            n += 1;
+            ControlFlow::Continue(())
+        });
+        if flow.is_break() {
             return None;
         }
-        let hash = |seed: u64, ws: &[u64]| {
-            let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
-            xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
-        };
-        let mut keys = vec![hash(1, &words)];
-        if words.len() <= TAIL_MAX_WORDS {
-            keys.push(hash(2, &words[words.len() - TAIL_WORDS..]));
+        Self::keys_of(&words[..n])
+    }
+
+    /// [`Boilerplate::paragraph_keys`] of a paragraph's word hashes.
+    fn keys_of(words: &[u64]) -> Option<ParagraphKeys> {
+        let n = words.len();
+        if !(TAIL_WORDS..=BOILERPLATE_MAX_WORDS).contains(&n) {
+            return None;
         }
-        Some(keys)
+        // The hashes' little-endian bytes, as one xxh3 input (the stored keys depend on it).
+        let hash = |seed: u64, ws: &[u64]| {
+            let mut bytes = [0u8; BOILERPLATE_MAX_WORDS * 8];
+            for (chunk, w) in bytes.chunks_exact_mut(8).zip(ws) {
+                chunk.copy_from_slice(&w.to_le_bytes());
+            }
+            xxhash_rust::xxh3::xxh3_64_with_seed(&bytes[..ws.len() * 8], seed)
+        };
+        let whole = hash(1, words);
+        let tail = (n <= TAIL_MAX_WORDS).then(|| hash(2, &words[n - TAIL_WORDS..]));
+        Some(ParagraphKeys { whole, tail })
+    }
+
+    /// True when the paragraph with these word hashes is one of the learned paragraphs.
+    fn names_words(&self, words: &[u64]) -> bool {
+        !self.keys.is_empty()
+            && Self::keys_of(words).is_some_and(|ks| ks.iter().any(|k| self.keys.contains(&k)))
     }
 
     /// True when `para` is one of the learned paragraphs.
     pub fn names(&self, para: &str) -> bool {
         !self.keys.is_empty()
-            && Self::paragraph_keys(para).is_some_and(|ks| ks.iter().any(|k| self.keys.contains(k)))
+            && Self::paragraph_keys(para)
+                .is_some_and(|ks| ks.iter().any(|k| self.keys.contains(&k)))
     }
 
     /// Learns from the texts of one fetch, keeping what was known.
     pub fn learn<'a>(&mut self, texts: impl Iterator<Item = &'a str>) {
+        let words: Vec<_> = texts.map(super::fingerprint::Words::of).collect();
+        self.learn_words(words.iter());
+    }
+
+    /// [`Boilerplate::learn`] from the scanned bodies of one fetch.
+    pub fn learn_words<'w, 'a: 'w>(
+        &mut self,
+        bodies: impl Iterator<Item = &'w super::fingerprint::Words<'a>>,
+    ) {
         let mut items = 0usize;
         let mut seen: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-        for text in texts {
+        let mut in_item = Vec::new();
+        for words in bodies {
             items += 1;
-            let mut in_item = std::collections::HashSet::new();
-            for para in text.split("\n\n") {
-                if let Some(keys) = Self::paragraph_keys(para) {
-                    in_item.extend(keys);
+            in_item.clear();
+            for (_, hashes) in words.paragraphs() {
+                if let Some(keys) = Self::keys_of(hashes) {
+                    in_item.extend(keys.iter());
                 }
             }
-            for k in in_item {
+            in_item.sort_unstable();
+            in_item.dedup();
+            for &k in &in_item {
                 *seen.entry(k).or_default() += 1;
             }
         }
@@ -293,6 +390,113 @@ mod tests {
         assert_eq!(story_text_with(later, &b), "A new story.");
         let json = serde_json::to_string(&b).unwrap();
         assert_eq!(serde_json::from_str::<Boilerplate>(&json).unwrap(), b);
+    }
+
+    /// The keys are stored in feed states: they must stay the hashes of the words' hashes'
+    /// bytes, whatever the scanner does inside.
+    #[test]
+    fn paragraph_keys_match_the_plain_definition() {
+        let plain = |para: &str| -> Option<Vec<u64>> {
+            let mut words = Vec::new();
+            crate::dedup::fingerprint::for_each_word(para, |w| {
+                words.push(crate::dedup::fingerprint::word_hash(w))
+            });
+            if words.len() < TAIL_WORDS || words.len() > BOILERPLATE_MAX_WORDS {
+                return None;
+            }
+            let hash = |seed, ws: &[u64]| {
+                let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
+                xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, seed)
+            };
+            let mut keys = vec![hash(1, &words)];
+            if words.len() <= TAIL_MAX_WORDS {
+                keys.push(hash(2, &words[words.len() - TAIL_WORDS..]));
+            }
+            Some(keys)
+        };
+        let long_word = "x".repeat(200);
+        let fifty = "word ".repeat(50);
+        let fifty_one = "word ".repeat(51);
+        for para in [
+            "",
+            "Too short here.",
+            "The Valley Herald has covered the Alder valley since 1921.",
+            "Ünïcödé Straße ﬁne words, \u{FF21}\u{FF22} and more",
+            long_word.as_str(),
+            &format!("a {long_word} b c d"),
+            &fifty,
+            &fifty_one,
+        ] {
+            let got = Boilerplate::paragraph_keys(para).map(|k| k.iter().collect::<Vec<_>>());
+            assert_eq!(got, plain(para), "{para}");
+        }
+    }
+
+    /// The story's words from a scanned body are the words of the story's text, whatever is cut.
+    fn story_words_agree(text: &str, boilerplate: &Boilerplate) {
+        let words = crate::dedup::fingerprint::Words::of(text);
+        let from_text = crate::dedup::fingerprint::word_hashes(&story_text_with(text, boilerplate));
+        assert_eq!(
+            &*story_words(&words, boilerplate),
+            from_text.as_slice(),
+            "{text:?}"
+        );
+        assert_eq!(
+            matches!(story_words(&words, boilerplate), Cow::Borrowed(_)),
+            matches!(story_text_with(text, boilerplate), Cow::Borrowed(_)),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn story_words_match_the_story_text() {
+        let mut learned = Boilerplate::default();
+        let footer = "The Valley Herald has covered the Alder valley since 1921.";
+        learned.learn([footer, footer, footer].into_iter());
+        assert!(!learned.is_empty());
+        for text in [
+            "",
+            "\n\n",
+            "By Jane Doe\n\nKELL, March 5 (Northern Wire) \u{2014} The glacier retreated.\n\nMore.",
+            "--\n\nLONDON \u{2013} Rain fell.",
+            "Sign up for our newsletter.\n\nWASHINGTON (AP) -- Talks ended.\n\nMore talks.",
+            "!!!\n\nPARIS \u{2014} A dateline after a paragraph without words.",
+            "Posted July 08, 2017\n\n\n\nNetanyahu spoke.",
+            "Ünïcödé Straße\n\nﬁne words, \u{FF21}\u{FF22}\n\nThe post X appeared first on Y.",
+            "Story one.\n\nThe Valley Herald has covered the Alder valley since 1921.",
+            "The mayor said the plan - a new bridge - would cost less.",
+        ] {
+            story_words_agree(text, &Boilerplate::default());
+            story_words_agree(text, &learned);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Random bodies of pieces that trigger every cut, in any order.
+        #[test]
+        fn story_words_match_the_story_text_for_any_body(
+            pieces in proptest::collection::vec(0usize..10, 0..8),
+        ) {
+            const PIECES: [&str; 10] = [
+                "By Jane Doe",
+                "KELL, March 5 (Northern Wire) \u{2014} The glacier retreated.",
+                "Sign up for our newsletter.",
+                "The Valley Herald has covered the Alder valley since 1921.",
+                "Officials in Kell said nothing at all about the bridge today.",
+                "",
+                "\u{2014}",
+                "LONDON \u{2013} Ünïcödé rain fell on ﬁne Straße.",
+                "Read more: the council's plan",
+                "The council met late on Tuesday to vote on the bridge plan.",
+            ];
+            let text = pieces.iter().map(|&i| PIECES[i]).collect::<Vec<_>>().join("\n\n");
+            let mut learned = Boilerplate::default();
+            let footer = PIECES[3];
+            learned.learn([footer, footer, footer].into_iter());
+            story_words_agree(&text, &Boilerplate::default());
+            story_words_agree(&text, &learned);
+        }
     }
 
     #[test]

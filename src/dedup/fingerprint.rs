@@ -11,6 +11,7 @@
 //! XXH3-64 over explicit bytes with a fixed seed (never std's `Hash`), and golden-value tests pin
 //! them.
 
+use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use super::containment;
@@ -68,6 +69,66 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 
 /// [`for_each_word`], handing out each word's UTF-8 bytes (what the hashes take).
 fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
+    let _ = try_for_each_word_bytes(text, |w| {
+        f(w);
+        ControlFlow::Continue(())
+    });
+}
+
+/// A word being assembled: on the stack, moved to the heap only for a word longer than
+/// [`WordBuf::STACK`] bytes (so scanning a paragraph allocates nothing).
+struct WordBuf {
+    stack: [u8; WordBuf::STACK],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl WordBuf {
+    const STACK: usize = 64;
+
+    fn new() -> WordBuf {
+        WordBuf {
+            stack: [0; WordBuf::STACK],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() && self.len + bytes.len() <= WordBuf::STACK {
+            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.heap.is_empty()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.heap.clear();
+    }
+}
+
+/// [`for_each_word_bytes`] that stops as soon as `f` breaks (returning what it broke with).
+pub(crate) fn try_for_each_word_bytes(
+    text: &str,
+    mut f: impl FnMut(&[u8]) -> ControlFlow<()>,
+) -> ControlFlow<()> {
     let normalized;
     let text = if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
         text
@@ -76,12 +137,12 @@ fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
         &normalized
     };
     let bytes = text.as_bytes();
-    let mut word: Vec<u8> = Vec::with_capacity(64);
+    let mut word = WordBuf::new();
     let mut i = 0;
     while i < bytes.len() {
         let t = ASCII_WORD[bytes[i] as usize];
         if t != 0 && t != 0x80 {
-            word.push(t);
+            word.push(&[t]);
             i += 1;
             continue;
         }
@@ -91,7 +152,7 @@ fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
             if c.is_alphanumeric() {
                 let mut buf = [0u8; 4];
                 for l in c.to_lowercase() {
-                    word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                    word.push(l.encode_utf8(&mut buf).as_bytes());
                 }
                 continue;
             }
@@ -99,13 +160,61 @@ fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
             i += 1;
         }
         if !word.is_empty() {
-            f(&word);
+            f(word.bytes())?;
             word.clear();
         }
     }
     if !word.is_empty() {
-        f(&word);
+        f(word.bytes())?;
     }
+    ControlFlow::Continue(())
+}
+
+/// The words of one body, hashed once: every word's hash in order, and which of them each
+/// paragraph holds (paragraphs are separated by blank lines; no word spans one). Boilerplate
+/// learning ([`super::clean::Boilerplate::learn_words`]), the story cut and the fingerprints all
+/// read it, so a body is scanned once.
+#[derive(Debug, Clone)]
+pub struct Words<'a> {
+    hashes: Vec<u64>,
+    /// Each paragraph's text and the end of its words in `hashes` (it starts where the previous
+    /// one ended).
+    paragraphs: Vec<(&'a str, u32)>,
+}
+
+impl<'a> Words<'a> {
+    /// Scans `text`.
+    pub fn of(text: &'a str) -> Words<'a> {
+        let mut hashes = Vec::with_capacity(text.len() / 5);
+        let mut paragraphs = Vec::new();
+        for para in text.split("\n\n") {
+            for_each_word_bytes(para, |w| hashes.push(word_hash_bytes(w)));
+            paragraphs.push((para, hashes.len().min(u32::MAX as usize) as u32));
+        }
+        Words { hashes, paragraphs }
+    }
+
+    /// Every word's hash, in order.
+    pub fn hashes(&self) -> &[u64] {
+        &self.hashes
+    }
+
+    /// Each paragraph's text and its words' hashes.
+    pub fn paragraphs(&self) -> impl Iterator<Item = (&'a str, &[u64])> + '_ {
+        let mut start = 0usize;
+        self.paragraphs.iter().map(move |&(text, end)| {
+            let words = &self.hashes[start..end as usize];
+            start = end as usize;
+            (text, words)
+        })
+    }
+}
+
+/// The hashes of the words of `text`, in order.
+pub fn word_hashes(text: &str) -> Vec<u64> {
+    let mut v = Vec::with_capacity(text.len() / 5);
+    for_each_word_bytes(text, |w| v.push(word_hash_bytes(w)));
+    v
 }
 
 /// Computes the fingerprints of a body.
@@ -124,20 +233,17 @@ pub fn fingerprint(text: &str) -> Fingerprint {
 
 /// [`fingerprint`] for an item of a feed whose learned boilerplate is `boilerplate`.
 pub fn fingerprint_with(text: &str, boilerplate: &super::clean::Boilerplate) -> Fingerprint {
-    let story = super::clean::story_text_with(text, boilerplate);
-    let mut all: Vec<u64> = Vec::with_capacity(text.len() / 5);
-    for_each_word_bytes(text, |w| all.push(word_hash_bytes(w)));
-    let story_hashes: Vec<u64>;
-    let hashes = if matches!(story, std::borrow::Cow::Borrowed(_)) {
-        &all
-    } else {
-        story_hashes = {
-            let mut v = Vec::with_capacity(story.len() / 5);
-            for_each_word_bytes(&story, |w| v.push(word_hash_bytes(w)));
-            v
-        };
-        &story_hashes
-    };
+    fingerprint_words(&Words::of(text), boilerplate)
+}
+
+/// [`fingerprint_with`] of a body already scanned.
+pub fn fingerprint_words(
+    words: &Words<'_>,
+    boilerplate: &super::clean::Boilerplate,
+) -> Fingerprint {
+    let all = words.hashes();
+    let story = super::clean::story_words(words, boilerplate);
+    let hashes: &[u64] = &story;
     // Term frequencies of the meaningful words: runs of equal hashes once sorted.
     let mut meaningful: Vec<u64> = hashes
         .iter()
@@ -152,7 +258,7 @@ pub fn fingerprint_with(text: &str, boilerplate: &super::clean::Boilerplate) -> 
     let sketch = containment::sketch(hashes);
     Fingerprint {
         simhash,
-        content: content_hash(&all),
+        content: content_hash(all),
         words: all.len().min(u32::MAX as usize) as u32,
         short_marks: sketch.short,
         long_marks: sketch.long,
@@ -178,7 +284,8 @@ pub fn word_hash(word: &str) -> u64 {
     word_hash_bytes(word.as_bytes())
 }
 
-fn word_hash_bytes(word: &[u8]) -> u64 {
+/// [`word_hash`] of a word's bytes.
+pub(crate) fn word_hash_bytes(word: &[u8]) -> u64 {
     xxh3_64_with_seed(word, WORD_SEED)
 }
 
