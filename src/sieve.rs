@@ -220,6 +220,7 @@ impl Sieve {
                     total.tombstones += step.tombstones;
                     total.expired_tombstones += step.expired_tombstones;
                     total.duplicates += step.duplicates;
+                    total.segments += step.segments;
                     if !step.more {
                         break;
                     }
@@ -242,6 +243,7 @@ impl Sieve {
                 tombstones = total.tombstones,
                 expired_tombstones = total.expired_tombstones,
                 duplicates = total.duplicates,
+                body_segments = total.segments,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "Retention deleted old records."
             );

@@ -229,6 +229,13 @@ impl Store {
                     report.problem(format!("a malformed {what} key"));
                     continue;
                 };
+                let v = match self.resolve(seq, v) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        report.problem(format!("{what} {seq}: {e}"));
+                        continue;
+                    }
+                };
                 let ids = records::article_json(&v)
                     .and_then(|json| serde_json::from_slice::<Ids>(json).ok());
                 match (ids, records::article_keys(&v)) {

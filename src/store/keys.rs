@@ -5,8 +5,8 @@
 //!
 //! | key                                   | value                                            |
 //! |---------------------------------------|--------------------------------------------------|
-//! | `a` seq (u64)                         | article record ([`super::records::encode_article`]) |
-//! | `d` duplicate seq (u64)               | duplicate record (same encoding as articles)     |
+//! | `a` seq (u64)                         | pointer into the body log ([`super::bodies`]) to the article value ([`super::records::encode_article`]); inline in databases from before format 4 |
+//! | `d` duplicate seq (u64)               | pointer to the duplicate value (same encoding as articles); inline before format 4 |
 //! | `t` article seq (u64)                 | tombstone: a deleted article's record without its text, kept while it is in `dedup.window` |
 //! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item |
 //! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |

@@ -1,5 +1,6 @@
 //! Store: the sled database that holds every unique article, the duplicate records and each
-//! feed's polling state, and the dedup indexes over them, kept in memory ([`lookup`]).
+//! feed's polling state, the body log beside it that holds the records' values ([`bodies`]),
+//! and the dedup indexes over them, kept in memory ([`lookup`]).
 //!
 //! In: verdicts from the sieve. Out: ordered, resumable reads for the CLI and the API.
 //!
@@ -8,8 +9,11 @@
 //!   database and written in the same batch as the record, so seq is strictly increasing and
 //!   never reused, even across crashes.
 //! - **Atomicity.** An article, its item id and the counter are one sled batch on one tree
-//!   ([`keys`] shows the layout): after a crash an article is either stored or absent. The dedup
-//!   indexes are derived from the records and rebuilt from them when in doubt.
+//!   ([`keys`] shows the layout): after a crash an article is either stored or absent. Its
+//!   value is appended to the body log before that batch is applied, and synced before sled is
+//!   flushed; a record whose value a power loss took anyway is removed whole when the store
+//!   opens (no reader saw it). The dedup indexes are derived from the records and rebuilt from
+//!   them when in doubt.
 //! - **One writer.** All writes go through the single [`Writer`], owned by the sieve, so a dedup
 //!   check and the insert that follows it cannot interleave with another insert. The exact keys
 //!   (guid, url, content) are checked again just before the write as a second line.
@@ -26,9 +30,12 @@
 //! Measured on sled 0.34 (see README): a point read is 0.2 µs when the key is absent and about
 //! 1 µs when present while the database fits sled's cache, but tens of microseconds once it
 //! does not, and every key written costs 4 to 8 µs. So sled holds only what must be durable,
-//! three keys per article, and every dedup check is answered from memory; sled is read only to
-//! confirm a hit (a guid or link hash, an anchor's candidates).
+//! three small keys per article (the value is a 17-byte pointer into the body log: values of
+//! kilobytes made sled copy them again at every node split and consolidation), and every dedup
+//! check is answered from memory; sled is read only to confirm a hit (a guid or link hash, an
+//! anchor's candidates).
 
+pub mod bodies;
 pub mod fsck;
 pub mod keys;
 pub mod lookup;
@@ -53,8 +60,11 @@ pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedVi
 
 /// Bumped when the on-disk layout changes incompatibly. 2: containment keeps short and long marks.
 /// 3: the dedup indexes moved out of sled into [`lookup`] (a format-2 database is migrated by
-/// deleting its index keys).
-const FORMAT: u64 = 3;
+/// deleting its index keys). 4: article and duplicate values move to the body log ([`bodies`]),
+/// sled keeping a pointer (a format-3 database is read as it is: its inline values stay valid,
+/// new ones go to the log; an older feedsieve must not open it, as it would not follow the
+/// pointers).
+const FORMAT: u64 = 4;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs; the working set is the recent part of the indexes.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
@@ -65,6 +75,11 @@ const SEQ_ARTICLES: &str = "seq.articles";
 const SEQ_DUPLICATES: &str = "seq.duplicates";
 const FORMAT_KEY: &str = "format";
 const DB_ID: &str = "db.id";
+/// Where the body log was last made durable (segment and length), written before each sled flush:
+/// only records pointing past it can have lost their bodies in a power loss.
+const BODIES_SYNCED: &str = "bodies.synced";
+/// The body log's directory in the data directory.
+const BODIES_DIR: &str = "bodies";
 /// The lookup tables' file in the data directory.
 const LOOKUP_FILE: &str = "lookup.bin";
 
@@ -115,6 +130,9 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
+    /// The body log could not be written or read.
+    #[error("store: body log: {0}")]
+    Bodies(std::io::Error),
     /// A second writer was requested.
     #[error("store: a writer already exists for this database")]
     WriterTaken,
@@ -129,7 +147,10 @@ impl StoreError {
     /// refuses every later write until the database is reopened, so the writer stops ingesting
     /// and reopens it ([`Store::reopen`]) instead of failing report after report.
     pub fn is_io(&self) -> bool {
-        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+        matches!(
+            self,
+            StoreError::Sled(sled::Error::Io(_)) | StoreError::Bodies(_)
+        )
     }
 }
 
@@ -199,6 +220,8 @@ impl Handles {
 /// What all clones share: the lock file (held open while any clone lives) and whether the one
 /// writer was handed out.
 struct Shared {
+    /// The body log: article and duplicate values.
+    bodies: bodies::Bodies,
     /// The open database; `None` only while a reopen failed (the next attempt fills it).
     handles: RwLock<Option<Arc<Handles>>>,
     /// What it was opened with, for reopening.
@@ -238,6 +261,9 @@ pub struct Options {
     pub max_distance: u32,
     /// sled page cache size in bytes.
     pub cache_bytes: u64,
+    /// Size at which the body log starts a new segment ([`bodies::SEGMENT_BYTES`]; smaller in
+    /// tests).
+    pub segment_bytes: u64,
 }
 
 impl Default for Options {
@@ -245,6 +271,7 @@ impl Default for Options {
         Options {
             max_distance: 3,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            segment_bytes: bodies::SEGMENT_BYTES,
         }
     }
 }
@@ -305,10 +332,19 @@ impl Store {
             }
         }
         let options = options.clone();
+        let bodies_dir = data_dir.join(BODIES_DIR);
+        let bodies =
+            bodies::Bodies::open(&bodies_dir, options.segment_bytes).map_err(|source| {
+                StoreError::Io {
+                    path: bodies_dir,
+                    source,
+                }
+            })?;
         let handles = Handles::open(&data_dir.join("db"), &options)?;
         let store = Store {
             shared: Arc::new(Shared {
                 _lock: lock,
+                bodies,
                 handles: RwLock::new(Some(Arc::new(handles))),
                 writable: AtomicBool::new(true),
                 failed: AtomicBool::new(false),
@@ -324,6 +360,7 @@ impl Store {
             }),
         };
         store.check_format()?;
+        store.recover_bodies()?;
         let db_id = match store.meta(DB_ID)? {
             Some(id) => id,
             None => {
@@ -362,6 +399,13 @@ impl Store {
     fn check_format(&self) -> Result<(), StoreError> {
         match self.meta(FORMAT_KEY)? {
             Some(2) => self.migrate_from_2(),
+            // Inline values stay readable; new ones go to the body log.
+            Some(3) => {
+                self.h()?
+                    .main
+                    .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
+                Ok(())
+            }
             Some(found) if found != FORMAT => Err(StoreError::Format {
                 path: self.shared.path.clone(),
                 found,
@@ -471,6 +515,7 @@ impl Store {
         for kv in records {
             let (k, v) = kv?;
             let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let v = self.resolve(seq, v)?;
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
             let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "article record"))?;
             let a: IdAndUrl =
@@ -498,6 +543,7 @@ impl Store {
         ) {
             let (k, v) = kv?;
             let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let v = self.resolve(seq, v)?;
             let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "duplicate record"))?;
             let d: IdAndUrl =
                 serde_json::from_slice(json).map_err(|e| corrupt(seq, &e.to_string()))?;
@@ -563,6 +609,7 @@ impl Store {
     pub fn flush(&self) -> Result<usize, StoreError> {
         let upto = self.last_article_seq()?;
         let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
+        self.sync_bodies()?;
         let flushed = self.h()?.db.flush()?;
         self.publish(upto, upto_duplicate);
         if let Some(l) = self.shared.lookup.get() {
@@ -585,8 +632,8 @@ impl Store {
         let upto = self.last_article_seq()?;
         let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
         if upto > self.visible_seq() || upto_duplicate > self.visible_duplicate() {
-            if let Err(e) = self.h()?.db.flush() {
-                let e = StoreError::from(e);
+            let flushed = self.sync_bodies().and_then(|()| Ok(self.h()?.db.flush()?));
+            if let Err(e) = flushed {
                 if e.is_io() {
                     self.mark_unwritable();
                 }
@@ -595,6 +642,172 @@ impl Store {
             self.publish(upto, upto_duplicate);
         }
         Ok(())
+    }
+
+    /// Makes the body log durable and records up to where, before sled is flushed (so that
+    /// sled never holds a durable pointer to bodies that are not).
+    fn sync_bodies(&self) -> Result<(), StoreError> {
+        let (segment, len) = self.shared.bodies.sync().map_err(StoreError::Bodies)?;
+        let mut v = [0u8; 12];
+        v[..4].copy_from_slice(&segment.to_be_bytes());
+        v[4..].copy_from_slice(&len.to_be_bytes());
+        self.h()?.main.insert(keys::meta(BODIES_SYNCED), &v[..])?;
+        Ok(())
+    }
+
+    /// The value stored for record `seq`: as sled holds it, or read from the body log when sled
+    /// holds a pointer.
+    fn resolve(&self, seq: u64, v: sled::IVec) -> Result<sled::IVec, StoreError> {
+        match bodies::Pointer::decode(&v) {
+            None => Ok(v),
+            Some(p) => match self.shared.bodies.read(p) {
+                Ok(value) => Ok(value.into()),
+                Err(bodies::ReadError::Io { source, .. }) => Err(StoreError::Bodies(source)),
+                Err(e @ bodies::ReadError::Damaged { .. }) => Err(corrupt(seq, &e.to_string())),
+            },
+        }
+    }
+
+    /// Removes the records whose bodies a power loss took (see [`bodies`]): sled had made their
+    /// pointers durable, the log had not made their bytes. No reader saw them (records become
+    /// visible only after the log is synced), so they go as if never written: with their item
+    /// ids and `also_seen` links, the duplicates that repeat them, and the seq counters set back.
+    fn recover_bodies(&self) -> Result<(), StoreError> {
+        let synced = match self.h()?.main.get(keys::meta(BODIES_SYNCED))? {
+            Some(v) if v.len() == 12 => (
+                u32::from_be_bytes(v[..4].try_into().unwrap_or_default()),
+                u64::from_be_bytes(v[4..].try_into().unwrap_or_default()),
+            ),
+            _ => (0, 0),
+        };
+        let mut lost = [None::<u64>; 2];
+        for (i, prefix) in [keys::ARTICLE, keys::DUPLICATE].into_iter().enumerate() {
+            let range = keys::logged(prefix, 0)..=keys::logged(prefix, u64::MAX);
+            for kv in self.h()?.main.range(range).rev() {
+                let (k, v) = kv?;
+                let Some(p) = bodies::Pointer::decode(&v) else {
+                    break;
+                };
+                if (p.segment, p.offset) < synced {
+                    break;
+                }
+                match self.shared.bodies.read(p) {
+                    Ok(_) => {}
+                    Err(bodies::ReadError::Damaged { .. }) => {
+                        lost[i] = keys::read_u64(&k[1..]);
+                    }
+                    Err(bodies::ReadError::Io { source, .. }) => {
+                        return Err(StoreError::Bodies(source));
+                    }
+                }
+            }
+        }
+        let [from_article, from_duplicate] = lost;
+        if from_article.is_none() && from_duplicate.is_none() {
+            return Ok(());
+        }
+        let h = self.h()?;
+        let mut batch = sled::Batch::default();
+        let mut articles = 0u64;
+        let mut dups = std::collections::BTreeSet::new();
+        if let Some(from) = from_article {
+            for k in h
+                .main
+                .range(keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, u64::MAX))
+                .keys()
+            {
+                batch.remove(k?);
+                articles += 1;
+            }
+        }
+        if let Some(from) = from_duplicate {
+            for k in h
+                .main
+                .range(
+                    keys::logged(keys::DUPLICATE, from)..=keys::logged(keys::DUPLICATE, u64::MAX),
+                )
+                .keys()
+            {
+                dups.extend(keys::read_u64(&k?[1..]));
+            }
+        }
+        // `also_seen` links: those of lost articles take their duplicates with them.
+        for k in h.main.scan_prefix([b'x']).keys() {
+            let k = k?;
+            let (Some(article), Some(dup)) = (keys::read_u64(&k[1..]), keys::read_u64(&k[9..]))
+            else {
+                continue;
+            };
+            if from_article.is_some_and(|f| article >= f) {
+                dups.insert(dup);
+            }
+            if from_article.is_some_and(|f| article >= f) || dups.contains(&dup) {
+                batch.remove(k);
+            }
+        }
+        for &dup in &dups {
+            batch.remove(&keys::logged(keys::DUPLICATE, dup)[..]);
+        }
+        for kv in h.main.scan_prefix([b'i']) {
+            let (k, v) = kv?;
+            let seq = keys::read_u64(&v[1..]).unwrap_or(0);
+            let gone = match v.first() {
+                Some(&keys::ARTICLE) => from_article.is_some_and(|f| seq >= f),
+                Some(&keys::DUPLICATE) => dups.contains(&seq),
+                _ => false,
+            };
+            if gone {
+                batch.remove(k);
+            }
+        }
+        if let Some(from) = from_article {
+            batch.insert(keys::meta(SEQ_ARTICLES), &(from - 1).to_be_bytes()[..]);
+        }
+        if let Some(from) = from_duplicate {
+            batch.insert(keys::meta(SEQ_DUPLICATES), &(from - 1).to_be_bytes()[..]);
+        }
+        h.main.apply_batch(batch)?;
+        h.db.flush()?;
+        let lookup = self.shared.path.join(LOOKUP_FILE);
+        match std::fs::remove_file(&lookup) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Io {
+                    path: lookup,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        tracing::warn!(
+            articles,
+            duplicates = dups.len(),
+            "Removed the records whose bodies were lost before they were made durable (a crash of the machine); no reader saw them, and their feeds deliver them again."
+        );
+        Ok(())
+    }
+
+    /// Deletes the body log's segments that no live record points into (after retention):
+    /// those before the first article's and the first duplicate's. sled is flushed first, so a
+    /// crash cannot bring back a deleted record whose body is gone.
+    pub(crate) fn remove_dead_bodies(&self) -> Result<usize, StoreError> {
+        let h = self.h()?;
+        let mut first = u32::MAX;
+        for prefix in [keys::ARTICLE, keys::DUPLICATE] {
+            let range = keys::logged(prefix, 0)..=keys::logged(prefix, u64::MAX);
+            if let Some(kv) = h.main.range(range).next() {
+                let (_, v) = kv?;
+                match bodies::Pointer::decode(&v) {
+                    Some(p) => first = first.min(p.segment),
+                    // Records from before the body log come first; the log waits for them.
+                    None => return Ok(0),
+                }
+            }
+        }
+        h.db.flush()?;
+        self.shared
+            .bodies
+            .remove_before(first)
+            .map_err(StoreError::Bodies)
     }
 
     /// The open database, or why there is none.
@@ -760,7 +973,12 @@ impl Store {
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.h()?.db.size_on_disk()?)
+        let bodies = self
+            .shared
+            .bodies
+            .size_on_disk()
+            .map_err(StoreError::Bodies)?;
+        Ok(self.h()?.db.size_on_disk()? + bodies)
     }
 
     /// Bytes the dedup indexes take in memory (approximate), for benchmarks and diagnostics.
@@ -838,7 +1056,7 @@ impl Store {
         let visible = self.visible_duplicate();
         for &dup in dups.iter().filter(|&&d| d <= visible) {
             if let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
-                let record = json_part(dup, v)?;
+                let record = json_part(dup, self.resolve(dup, v)?)?;
                 let mut value: serde_json::Value =
                     serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
                 if let Some(o) = value.as_object_mut() {
@@ -890,7 +1108,7 @@ impl Store {
             let (k, v) = kv?;
             let seq = keys::read_u64(&k[1..]).unwrap_or(0);
             last = Some(seq);
-            let json = json_part(seq, v)?;
+            let json = json_part(seq, self.resolve(seq, v)?)?;
             if keep(&json) {
                 kept.push((seq, self.with_also_seen(seq, &json)?));
                 if kept.len() >= limit {
@@ -906,6 +1124,7 @@ impl Store {
         let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, seq))? else {
             return Ok(None);
         };
+        let v = self.resolve(seq, v)?;
         let json = json_part(seq, v.clone())?;
         let record: Duplicate =
             serde_json::from_slice(&json).map_err(|e| corrupt(seq, &e.to_string()))?;
@@ -958,7 +1177,7 @@ impl Store {
             .map(|kv| {
                 let (k, v) = kv?;
                 let seq = keys::read_u64(&k[1..]).unwrap_or(0);
-                Ok((seq, record(seq, v)?))
+                Ok((seq, record(seq, self.resolve(seq, v)?)?))
             })
             .collect()
     }
@@ -969,7 +1188,9 @@ impl Store {
             return Ok(None);
         };
         match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
-            Some(v) => Ok(Some(self.with_also_seen(seq, &json_part(seq, v)?)?)),
+            Some(v) => Ok(Some(
+                self.with_also_seen(seq, &json_part(seq, self.resolve(seq, v)?)?)?,
+            )),
             None => Ok(None),
         }
     }
@@ -978,7 +1199,7 @@ impl Store {
     /// window (dedup and `explain` still compare against it; readers never see it).
     fn article_value(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
         match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
-            Some(v) => Ok(Some(v)),
+            Some(v) => Ok(Some(self.resolve(seq, v)?)),
             None => Ok(self.h()?.main.get(keys::logged(keys::TOMBSTONE, seq))?),
         }
     }
@@ -1355,6 +1576,7 @@ impl Writer {
         self.store.reopen()?;
         self.since_save = 0;
         self.pending = Pending::default();
+        self.store.shared.bodies.discard_pending();
         self.read_counters()
     }
 
@@ -1383,9 +1605,14 @@ impl Writer {
                 .batch
                 .insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
         }
+        // The bodies first: sled must never hold a pointer to bytes not written.
         let applied = self
             .store
-            .h()
+            .shared
+            .bodies
+            .write_pending()
+            .map_err(StoreError::Bodies)
+            .and_then(|()| self.store.h())
             .and_then(|h| Ok(h.main.apply_batch(pending.batch)?));
         if let Err(e) = applied {
             if e.is_io() {
@@ -1488,11 +1715,13 @@ impl Writer {
         };
         // The article, its id and (at commit) the counter: one batch, so a crash keeps all or
         // none.
+        let body = store
+            .shared
+            .bodies
+            .append(&records::encode_record(&out, c.text.len(), &stored))
+            .map_err(StoreError::Bodies)?;
         let batch = &mut self.pending.batch;
-        batch.insert(
-            &keys::logged(keys::ARTICLE, seq)[..],
-            records::encode_record(&out, c.text.len(), &stored),
-        );
+        batch.insert(&keys::logged(keys::ARTICLE, seq)[..], &body.encode()[..]);
         batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
         self.pending.last_article = Some(seq);
         self.pending.items.push(id.clone());
@@ -1560,11 +1789,14 @@ impl Writer {
             long_marks: fp.long_marks.clone(),
             anchors: fp.anchors.clone(),
         };
+        let body = self
+            .store
+            .shared
+            .bodies
+            .append(&records::encode_article(&json, &kept))
+            .map_err(StoreError::Bodies)?;
         let batch = &mut self.pending.batch;
-        batch.insert(
-            &keys::logged(keys::DUPLICATE, seq)[..],
-            records::encode_article(&json, &kept),
-        );
+        batch.insert(&keys::logged(keys::DUPLICATE, seq)[..], &body.encode()[..]);
         batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         self.pending.last_duplicate = Some(seq);
@@ -1714,6 +1946,177 @@ mod tests {
                 .unwrap(),
             Inserted::Stored { seq: 301, .. }
         ));
+    }
+
+    /// The body log's segment files, by name.
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(BODIES_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A power loss after sled made pointers durable but before the body log was: the records
+    /// whose bodies are gone are removed whole (with their item ids, their copies and the
+    /// counters), which no reader could have seen; everything made visible stays.
+    #[test]
+    fn records_whose_bodies_were_lost_go_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let synced_len;
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_stories(&mut w, 5, now);
+            store.sync().unwrap();
+            assert_eq!(store.visible_seq(), 5);
+            synced_len = std::fs::metadata(&segments(dir.path())[0]).unwrap().len();
+            // Three more articles, a copy of an old one and a copy of a new one, written but
+            // never synced; then sled flushes on its own, as its background thread does.
+            for i in 5..8 {
+                let c = candidate("http://f/", &format!("g{i}"), None, &story(i));
+                w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+            }
+            for (copy_of, guid) in [(2, "copy-of-2"), (7, "copy-of-7")] {
+                let c = candidate("http://g/", guid, None, &story(copy_of - 1));
+                let m = Match {
+                    seq: copy_of,
+                    reason: Reason::Content,
+                    distance: None,
+                    containment: None,
+                };
+                w.insert_duplicate(&c, &fingerprint(&c.text), &m, now)
+                    .unwrap();
+            }
+            w.commit().unwrap();
+            store.h().unwrap().db.flush().unwrap();
+            assert_eq!(store.last_article_seq().unwrap(), 8);
+        }
+        // The machine went down before the log's last bytes reached the disk.
+        let segment = &segments(dir.path())[0];
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment)
+            .unwrap()
+            .set_len(synced_len)
+            .unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.last_article_seq().unwrap(), 5);
+        assert_eq!(store.articles_after(0, 100).unwrap().len(), 5);
+        assert!(store.duplicates_after(0, 100).unwrap().is_empty());
+        for guid in ["g5", "g7"] {
+            assert_eq!(store.item(&article_id("http://f/", guid)).unwrap(), None);
+        }
+        assert_eq!(
+            store.item(&article_id("http://g/", "copy-of-2")).unwrap(),
+            None
+        );
+        let report = store.fsck().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.articles, 5);
+        // The sequence goes on from what is there; the lost items are new again.
+        let mut w = store.writer().unwrap();
+        let c = candidate("http://f/", "g5", None, &story(5));
+        assert!(matches!(
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap(),
+            Inserted::Stored { seq: 6, .. }
+        ));
+        let c = candidate("http://g/", "copy-of-2", None, &story(1));
+        let m = Match {
+            seq: 2,
+            reason: Reason::Content,
+            distance: None,
+            containment: None,
+        };
+        assert_eq!(
+            w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
+                .unwrap(),
+            1
+        );
+    }
+
+    /// A format-3 database kept its values inline in sled: they stay readable beside new ones
+    /// in the body log, and the database is stamped format 4.
+    #[test]
+    fn inline_values_from_format_3_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_stories(&mut w, 3, now);
+            // Article 1 as format 3 stored it: the value itself under its key.
+            let h = store.h().unwrap();
+            let key = keys::logged(keys::ARTICLE, 1);
+            let value = store.resolve(1, h.main.get(key).unwrap().unwrap()).unwrap();
+            h.main.insert(key, value).unwrap();
+            h.main
+                .insert(keys::meta(FORMAT_KEY), &3u64.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+            std::fs::remove_file(dir.path().join(LOOKUP_FILE)).unwrap();
+        }
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
+        let a = store.article(1).unwrap().unwrap();
+        assert_eq!(a.text, story(0));
+        assert_eq!(store.articles_after(0, 10).unwrap().len(), 3);
+        assert!(store.fsck().unwrap().problems.is_empty());
+        // The inline article is first: no segment can go yet.
+        assert_eq!(store.remove_dead_bodies().unwrap(), 0);
+        // Dedup knows it (the indexes were rebuilt from the records).
+        let c = candidate("http://other/", "x", None, &story(0));
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.7,
+        };
+        assert!(matches!(
+            judge(&c, &fingerprint(&c.text), &store, settings).unwrap(),
+            Verdict::Duplicate(Match { seq: 1, .. })
+        ));
+    }
+
+    /// Retention deletes the oldest records, and with them the segments nothing points into.
+    #[test]
+    fn retention_deletes_dead_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            segment_bytes: 8_000,
+            ..Options::default()
+        };
+        let store = Store::open(dir.path(), &options).unwrap();
+        let mut w = store.writer().unwrap();
+        let now = Utc::now();
+        store_stories(&mut w, 100, now);
+        let before = segments(dir.path()).len();
+        assert!(before > 10, "{before} segments");
+        let limits = crate::config::RetentionConfig {
+            max_age: None,
+            max_articles: Some(10),
+            min_free: 0,
+        };
+        let window = std::time::Duration::from_secs(1);
+        let later = now + chrono::Duration::seconds(10);
+        let mut removed = 0;
+        loop {
+            let done = w.retain(&limits, window, later, 1000).unwrap();
+            removed += done.segments;
+            if !done.more {
+                break;
+            }
+        }
+        store.sync().unwrap();
+        let after = segments(dir.path()).len();
+        assert_eq!(before - after, removed);
+        assert!(after <= 3, "{after} segments left");
+        let left = store.articles_after(0, 1000).unwrap();
+        assert_eq!(left.len(), 10);
+        assert_eq!(left[0].0, 91);
+        let report = store.fsck().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 
     #[test]
@@ -2047,6 +2450,7 @@ mod tests {
                     expired_tombstones: 0,
                     duplicates: 1,
                     more: false,
+                    segments: 0,
                 }
             );
             assert_eq!(

@@ -40,6 +40,8 @@ pub struct Retained {
     pub duplicates: usize,
     /// The step's budget ran out with work left: call again.
     pub more: bool,
+    /// Segments of the body log deleted because no record points into them any more.
+    pub segments: usize,
 }
 
 impl Retained {
@@ -84,6 +86,7 @@ impl Writer {
         {
             let (k, v) = kv?;
             let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let v = self.store.resolve(seq, v)?;
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
             let old = age_cutoff.is_some_and(|c| ak.stored_ms < c);
             let many = count_cut.is_some_and(|c| seq < c);
@@ -127,6 +130,9 @@ impl Writer {
         for (seq, value, ak) in expired {
             done.duplicates += self.forget_article(keys::TOMBSTONE, seq, &value, &ak)?;
             done.expired_tombstones += 1;
+        }
+        if done.any() && !done.more {
+            done.segments = self.store.remove_dead_bodies()?;
         }
 
         Ok(done)
@@ -186,6 +192,7 @@ impl Writer {
             let dup = keys::read_u64(&key[9..]).unwrap_or(0);
             batch.remove(key);
             if let Some(v) = store.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
+                let v = store.resolve(dup, v)?;
                 let json =
                     records::article_json(&v).ok_or_else(|| corrupt(dup, "duplicate record"))?;
                 let d: IdAndUrl =
