@@ -45,6 +45,11 @@ impl BlockTables {
         (start, width)
     }
 
+    /// Bits of block `t`.
+    pub fn width(&self, t: u32) -> u32 {
+        self.block(t).1
+    }
+
     /// The key of `fp` in table `t`: `fp` rotated so that block `t` occupies the top bits.
     pub fn key(&self, t: u32, fp: u64) -> u64 {
         fp.rotate_left(self.block(t).0)

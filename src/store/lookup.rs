@@ -11,7 +11,7 @@
 //! | `urls`     | hash of each stored article's canonical link → seq      | `url`           |
 //! | `window`   | per article in `dedup.window`: when stored, simhash, content hash | the rest |
 //! | `contents` | content hash → seq, window only                          | `content`      |
-//! | `near`     | per block table, block value → seqs, window only         | `near`          |
+//! | `near`     | per block table, block value → newest seq, and per window article the next older one with the same value (a chain) | `near` |
 //! | `anchors`  | anchor shingle → seqs (a compact multimap in 64 parts), window only | `contained` |
 //! | `window`'s `long` | a 1024-bit Bloom filter of each article's long marks | `contained`     |
 //!
@@ -103,12 +103,47 @@ impl Bloom {
     }
 }
 
-/// The articles of one block value in one near table: their simhashes (so a lookup reads one
-/// contiguous list, not each article's window entry) and seqs.
-#[derive(Default)]
-struct Bucket {
-    simhashes: Vec<u64>,
-    seqs: Vec<u32>,
+/// Where each chain of one near table starts: the newest window article (its seq as u32, 0 for
+/// none) with each block value. A direct array when blocks are narrow (16 bits at the default
+/// distance, 256 KiB), a hash map when they are wide.
+enum Heads {
+    Direct(Vec<u32>),
+    Map(HashMap<u64, u32>),
+}
+
+/// Blocks up to this many bits get a direct array of heads.
+const DIRECT_HEAD_BITS: u32 = 18;
+
+impl Heads {
+    fn for_width(width: u32) -> Heads {
+        if width <= DIRECT_HEAD_BITS {
+            Heads::Direct(vec![0; 1 << width])
+        } else {
+            Heads::Map(HashMap::new())
+        }
+    }
+
+    fn get(&self, block: u64) -> u32 {
+        match self {
+            Heads::Direct(v) => v[block as usize],
+            Heads::Map(m) => m.get(&block).copied().unwrap_or(0),
+        }
+    }
+
+    /// Makes `seq` the newest article of `block`; returns the one before it.
+    fn replace(&mut self, block: u64, seq: u32) -> u32 {
+        match self {
+            Heads::Direct(v) => std::mem::replace(&mut v[block as usize], seq),
+            Heads::Map(m) => m.insert(block, seq).unwrap_or(0),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Heads::Direct(v) => v.capacity() * 4,
+            Heads::Map(m) => m.capacity() * 13 * 8 / 7,
+        }
+    }
 }
 
 /// What an article brings to the tables.
@@ -146,7 +181,12 @@ pub struct Lookup {
     /// Seq of `window[0]`; the window holds every article from it to the newest.
     front: u64,
     window: VecDeque<Entry>,
-    near: Vec<HashMap<u64, Bucket>>,
+    /// Per near table, the newest article of each block value.
+    heads: Vec<Heads>,
+    /// Per window article and near table (`tables.count()` per article, in window order): the
+    /// next older article with the same block value, 0 for none. A chain ends at the first
+    /// article out of the window (all after it are older), so expiry only drops the front.
+    links: VecDeque<u32>,
     anchors: AnchorTable,
     /// The newest article and duplicate seqs the tables include.
     pub last_article: u64,
@@ -168,7 +208,10 @@ impl Lookup {
             contents: HashMap::new(),
             front: 1,
             window: VecDeque::new(),
-            near: (0..tables.count()).map(|_| HashMap::new()).collect(),
+            heads: (0..tables.count())
+                .map(|t| Heads::for_width(tables.width(t)))
+                .collect(),
+            links: VecDeque::new(),
             anchors: AnchorTable::default(),
             last_article: 0,
             last_duplicate: 0,
@@ -203,7 +246,7 @@ impl Lookup {
         } else if a.seq != self.front + self.window.len() as u64 {
             // A gap (never expected: seqs are dense): fill it with entries that match nothing.
             while self.front + (self.window.len() as u64) < a.seq {
-                self.window.push_back(Entry {
+                self.push_window(Entry {
                     stored_ms: a.stored_ms,
                     simhash: 0,
                     content: 0,
@@ -221,7 +264,7 @@ impl Lookup {
             exact: a.words >= MIN_CONTENT_WORDS,
             long: Bloom::of(a.long_marks),
         };
-        self.window.push_back(entry);
+        self.push_window(entry);
         self.index_window_entry(a.seq, entry);
         if let Ok(seq) = u32::try_from(a.seq) {
             for &mark in a.anchors {
@@ -230,18 +273,41 @@ impl Lookup {
         }
     }
 
+    /// Appends an entry to the window, with no near links yet.
+    fn push_window(&mut self, e: Entry) {
+        self.window.push_back(e);
+        self.links
+            .extend(std::iter::repeat_n(0, self.tables.count() as usize));
+    }
+
+    /// Indexes the window's newest entry, article `seq`.
     fn index_window_entry(&mut self, seq: u64, e: Entry) {
         if e.exact {
             self.contents.entry(e.content).or_insert(seq);
         }
         if let (true, Ok(seq32)) = (e.near, u32::try_from(seq)) {
+            let count = self.tables.count() as usize;
+            let base = self.links.len() - count;
             for t in 0..self.tables.count() {
-                let b = self.near[t as usize]
-                    .entry(self.tables.block_of(t, e.simhash))
-                    .or_default();
-                b.simhashes.push(e.simhash);
-                b.seqs.push(seq32);
+                let block = self.tables.block_of(t, e.simhash);
+                let older = self.heads[t as usize].replace(block, seq32);
+                self.links[base + t as usize] = older;
             }
+        }
+    }
+
+    /// Calls `f` with the seq and simhash of every window article in the chain of `block` in
+    /// near table `t`, newest first.
+    fn chain(&self, t: u32, block: u64, mut f: impl FnMut(u64, u64)) {
+        let count = self.tables.count() as usize;
+        let mut seq = u64::from(self.heads[t as usize].get(block));
+        while seq != 0 && seq >= self.front {
+            let i = (seq - self.front) as usize;
+            let Some(e) = self.window.get(i) else {
+                break;
+            };
+            f(seq, e.simhash);
+            seq = u64::from(self.links[i * count + t as usize]);
         }
     }
 
@@ -316,11 +382,9 @@ impl Lookup {
     pub fn near_candidates(&self, simhash: u64) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
         for t in 0..self.tables.count() {
-            if let Some(b) = self.near[t as usize].get(&self.tables.block_of(t, simhash)) {
-                for (&h, &seq) in b.simhashes.iter().zip(&b.seqs) {
-                    out.push((u64::from(seq), distance(h, simhash)));
-                }
-            }
+            self.chain(t, self.tables.block_of(t, simhash), |seq, h| {
+                out.push((seq, distance(h, simhash)));
+            });
         }
         out.sort_unstable();
         out.dedup();
@@ -332,16 +396,12 @@ impl Lookup {
         let max_distance = max_distance.min(self.tables.max_distance());
         let mut best: Option<(u64, u32)> = None;
         for t in 0..self.tables.count() {
-            let Some(b) = self.near[t as usize].get(&self.tables.block_of(t, simhash)) else {
-                continue;
-            };
-            for (&h, &seq) in b.simhashes.iter().zip(&b.seqs) {
+            self.chain(t, self.tables.block_of(t, simhash), |seq, h| {
                 let d = distance(h, simhash);
-                let seq = u64::from(seq);
                 if d <= max_distance && best.is_none_or(|(bs, bd)| (d, seq) < (bd, bs)) {
                     best = Some((seq, d));
                 }
-            }
+            });
         }
         best
     }
@@ -389,24 +449,11 @@ impl Lookup {
             }
             let seq = self.front;
             self.window.pop_front();
+            self.links.drain(..self.tables.count() as usize);
             self.front += 1;
             gone += 1;
             if e.exact && self.contents.get(&e.content) == Some(&seq) {
                 self.contents.remove(&e.content);
-            }
-            if e.near {
-                for t in 0..self.tables.count() {
-                    let block = self.tables.block_of(t, e.simhash);
-                    if let Some(b) = self.near[t as usize].get_mut(&block) {
-                        if let Some(i) = b.seqs.iter().position(|&s| u64::from(s) == seq) {
-                            b.seqs.swap_remove(i);
-                            b.simhashes.swap_remove(i);
-                        }
-                        if b.seqs.is_empty() {
-                            self.near[t as usize].remove(&block);
-                        }
-                    }
-                }
             }
         }
         if self.window.is_empty() {
@@ -419,6 +466,11 @@ impl Lookup {
         {
             let front = u32::try_from(self.front).unwrap_or(u32::MAX);
             self.anchors.retain(|seq| seq >= front);
+            for heads in &mut self.heads {
+                if let Heads::Map(m) = heads {
+                    m.retain(|_, seq| *seq >= front);
+                }
+            }
             self.expired_since_compaction = 0;
         }
         gone
@@ -432,16 +484,8 @@ impl Lookup {
     /// Approximate bytes of each table (name, bytes), for benchmarks and diagnostics.
     pub fn memory_parts(&self) -> [(&'static str, usize); 6] {
         let map = |n: usize, entry: usize| n * (entry + 1) * 8 / 7;
-        let near: usize = self
-            .near
-            .iter()
-            .map(|t| {
-                map(t.capacity(), 56)
-                    + t.values()
-                        .map(|b| b.seqs.capacity() * 4 + b.simhashes.capacity() * 8)
-                        .sum::<usize>()
-            })
-            .sum();
+        let near: usize =
+            self.heads.iter().map(Heads::bytes).sum::<usize>() + self.links.capacity() * 4;
         [
             ("items", map(self.items.capacity(), 8)),
             (
@@ -563,7 +607,7 @@ impl Lookup {
                 long,
                 ..e
             };
-            l.window.push_back(e);
+            l.push_window(e);
             l.index_window_entry(l.front + i as u64, e);
         }
         let mut shards = Vec::with_capacity(ANCHOR_SHARDS);

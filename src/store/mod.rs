@@ -66,8 +66,10 @@ pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedVi
 /// pointers).
 const FORMAT: u64 = 4;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
-/// needs; the working set is the recent part of the indexes.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+/// needs: since the values moved to the body log, sled holds only small keys, and dedup reads
+/// nothing from it on the hot path. At 10,000 feeds a 4 MiB cache costs no measurable time
+/// against 32 MiB and saves 40 MB of peak memory (README, "One polling cycle over 10,000 feeds").
+pub const DEFAULT_CACHE_BYTES: u64 = 4 << 20;
 pub use lookup::MAX_ANCHOR_POSTINGS;
 pub use retention::Retained;
 
