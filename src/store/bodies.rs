@@ -116,6 +116,9 @@ struct Tail {
     len: u64,
     /// Entries appended since the last [`Bodies::write_pending`].
     pending: Vec<u8>,
+    /// A write failed since the last [`Bodies::discard_pending`]: values appended before it
+    /// are lost, so nothing may be committed until the writer starts over.
+    broken: bool,
 }
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
@@ -152,6 +155,7 @@ impl Bodies {
                 file,
                 len,
                 pending: Vec::new(),
+                broken: false,
             }),
             readers: RwLock::new(HashMap::new()),
         })
@@ -219,6 +223,11 @@ impl Bodies {
     }
 
     fn write(t: &mut Tail, dir: &Path) -> std::io::Result<()> {
+        if t.broken {
+            return Err(std::io::Error::other(
+                "an earlier write to the body log failed; the values appended since are lost",
+            ));
+        }
         if t.pending.is_empty() {
             return Ok(());
         }
@@ -233,14 +242,18 @@ impl Bodies {
             Err(e) => {
                 let path = segment_path(dir, t.segment);
                 let _ = t.file.set_len(t.len);
+                t.broken = true;
                 Err(io(&path)(e))
             }
         }
     }
 
-    /// Drops the values appended since the last write (their batch was not committed).
+    /// Drops the values appended since the last write (their batch was not committed), and
+    /// forgets a failed write: the writer starts over.
     pub fn discard_pending(&self) {
-        self.tail().pending.clear();
+        let mut t = self.tail();
+        t.pending.clear();
+        t.broken = false;
     }
 
     /// Makes everything written durable; returns the position up to which it is.
