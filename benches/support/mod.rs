@@ -98,11 +98,22 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Writes `config` to `dir/feedsieve.toml` and starts the real `feedsieve run` on it, logging
-/// warnings to `dir/daemon.log`.
+/// warnings to `dir/daemon.log`. `FEEDSIEVE_WRAP` (a command and its arguments, such as
+/// `heaptrack -o /tmp/soak`) runs it under a tool; the memory figures are then the tool's.
 pub fn spawn_daemon(dir: &Path, config: &str) -> std::process::Child {
     let path = dir.join("feedsieve.toml");
     std::fs::write(&path, config).expect("config");
-    std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+    let wrap = std::env::var("FEEDSIEVE_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut c = std::process::Command::new(tool);
+            c.args(words).arg(env!("CARGO_BIN_EXE_feedsieve"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_feedsieve")),
+    };
+    command
         .arg("--config")
         .arg(&path)
         .arg("run")

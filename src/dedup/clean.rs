@@ -98,6 +98,9 @@ pub fn story_words<'w>(
     words: &'w super::fingerprint::Words<'_>,
     boilerplate: &Boilerplate,
 ) -> Cow<'w, [u64]> {
+    // One search for the cues in the whole text: a paragraph can only hold one if the text does
+    // (most bodies hold none, and then no paragraph needs counting and searching).
+    let any_cue = CUES.as_ref().is_none_or(|cues| cues.is_match(words.text()));
     // The kept words once something was cut (until then, every word so far is kept).
     let mut kept: Option<Vec<u64>> = None;
     let mut kept_paragraphs = 0usize;
@@ -120,7 +123,7 @@ pub fn story_words<'w>(
             para = rest;
             hashes = Cow::Owned(super::fingerprint::word_hashes(rest));
         }
-        if is_boilerplate(para) || boilerplate.names_words(&hashes) {
+        if (any_cue && is_boilerplate(para)) || boilerplate.names_words(&hashes) {
             cut(&mut kept);
             continue;
         }

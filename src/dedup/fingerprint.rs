@@ -176,6 +176,7 @@ pub(crate) fn try_for_each_word_bytes(
 /// read it, so a body is scanned once.
 #[derive(Debug, Clone)]
 pub struct Words<'a> {
+    text: &'a str,
     hashes: Vec<u64>,
     /// Each paragraph's text and the end of its words in `hashes` (it starts where the previous
     /// one ended).
@@ -191,7 +192,16 @@ impl<'a> Words<'a> {
             for_each_word_bytes(para, |w| hashes.push(word_hash_bytes(w)));
             paragraphs.push((para, hashes.len().min(u32::MAX as usize) as u32));
         }
-        Words { hashes, paragraphs }
+        Words {
+            text,
+            hashes,
+            paragraphs,
+        }
+    }
+
+    /// The text scanned.
+    pub fn text(&self) -> &'a str {
+        self.text
     }
 
     /// Every word's hash, in order.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A segment is closed once it holds this much.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// Bytes of an entry's header: length and checksum.
 const HEADER: u64 = 12;
 /// First byte of a pointer value.

@@ -613,6 +613,7 @@ impl Store {
         let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
         self.sync_bodies()?;
         let flushed = self.h()?.db.flush()?;
+        release_garbage();
         self.publish(upto, upto_duplicate);
         if let Some(l) = self.shared.lookup.get() {
             let path = self.shared.path.join(LOOKUP_FILE);
@@ -635,6 +636,7 @@ impl Store {
         let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
         if upto > self.visible_seq() || upto_duplicate > self.visible_duplicate() {
             let flushed = self.sync_bodies().and_then(|()| Ok(self.h()?.db.flush()?));
+            release_garbage();
             if let Err(e) = flushed {
                 if e.is_io() {
                     self.mark_unwritable();
@@ -1356,6 +1358,17 @@ struct IdAndUrl {
     url: Option<String>,
 }
 
+/// Hands the calling thread's deferred frees to sled's epoch collector, and collects.
+///
+/// sled 0.34 retires a sealed 512 KiB log buffer through crossbeam-epoch: the thread that seals
+/// it (whoever flushes or fills it) defers the free into its own bag of 64 items, which goes to
+/// the collector only when full. A thread that seals a few buffers and then idles (the blocking
+/// pool's threads doing the group commit) held up to 32 MB each: 30 MB of the daemon's 73 MB of
+/// heap after 7 minutes of the soak bench, growing, and 44 MB at the peak of a 10,000-feed cycle.
+fn release_garbage() {
+    crossbeam_epoch::pin().flush();
+}
+
 /// The NDJSON record inside a stored article or duplicate value.
 fn json_part(seq: u64, v: sled::IVec) -> Result<sled::IVec, StoreError> {
     let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "record"))?;
@@ -1616,6 +1629,7 @@ impl Writer {
             .map_err(StoreError::Bodies)
             .and_then(|()| self.store.h())
             .and_then(|h| Ok(h.main.apply_batch(pending.batch)?));
+        release_garbage();
         if let Err(e) = applied {
             if e.is_io() {
                 // The sieve reopens the store, which rereads both.
