@@ -1910,6 +1910,16 @@ mod tests {
         }
     }
 
+    /// A `content` match of stored article `seq`, as the sieve would record a copy of it.
+    fn content_copy(seq: u64) -> Match {
+        Match {
+            seq,
+            reason: Reason::Content,
+            distance: None,
+            containment: None,
+        }
+    }
+
     fn story(n: u64) -> String {
         let mut rng = fastrand::Rng::with_seed(n);
         (0..120)
@@ -1997,12 +2007,7 @@ mod tests {
             }
             for (copy_of, guid) in [(2, "copy-of-2"), (7, "copy-of-7")] {
                 let c = candidate("http://g/", guid, None, &story(copy_of - 1));
-                let m = Match {
-                    seq: copy_of,
-                    reason: Reason::Content,
-                    distance: None,
-                    containment: None,
-                };
+                let m = content_copy(copy_of);
                 w.insert_duplicate(&c, &fingerprint(&c.text), &m, now)
                     .unwrap();
             }
@@ -2041,12 +2046,7 @@ mod tests {
             Inserted::Stored { seq: 6, .. }
         ));
         let c = candidate("http://g/", "copy-of-2", None, &story(1));
-        let m = Match {
-            seq: 2,
-            reason: Reason::Content,
-            distance: None,
-            containment: None,
-        };
+        let m = content_copy(2);
         assert_eq!(
             w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
                 .unwrap(),
@@ -2447,12 +2447,7 @@ mod tests {
             // A copy of 1 recorded back then, and one of 3.
             for (of, at) in [(1u64, now - days(40)), (3, now - days(10))] {
                 let c = candidate("http://g/", &format!("copy{of}"), None, &story(of));
-                let m = Match {
-                    seq: of,
-                    reason: Reason::Content,
-                    distance: None,
-                    containment: None,
-                };
+                let m = content_copy(of);
                 w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, at)
                     .unwrap();
             }
@@ -2524,12 +2519,7 @@ mod tests {
                 // A copy of a tombstone names the deleted article.
                 let mut w = store.writer().unwrap();
                 let c = candidate("http://h/", "x3", None, &story(3));
-                let m = Match {
-                    seq: 3,
-                    reason: Reason::Content,
-                    distance: None,
-                    containment: None,
-                };
+                let m = content_copy(3);
                 let d = w
                     .insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
                     .unwrap();
@@ -2782,12 +2772,7 @@ mod tests {
         store_stories(&mut w, 6, now);
         for of in [3u64, 5] {
             let c = candidate("http://g/", &format!("copy{of}"), None, &story(of - 1));
-            let m = Match {
-                seq: of,
-                reason: Reason::Content,
-                distance: None,
-                containment: None,
-            };
+            let m = content_copy(of);
             w.insert_duplicate_committed(&c, &fingerprint(&c.text), &m, now)
                 .unwrap();
         }
