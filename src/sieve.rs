@@ -191,7 +191,7 @@ impl Sieve {
     }
 
     /// Forgets, in the similarity indexes, articles older than the window, then deletes what
-    /// `[retention]` no longer keeps, for at most [`SWEEP_BUDGET`] (the next sweep comes at
+    /// `[retention]` no longer keeps, for at most `SWEEP_BUDGET` (the next sweep comes at
     /// once when work is left).
     pub fn sweep(&mut self) {
         let started = Instant::now();

@@ -15,7 +15,7 @@
 //!
 //! Redirects are followed here, not by reqwest, so that they can be judged: at most
 //! [`MAX_REDIRECTS`], a loop is an error that names it, and a leading run of permanent ones (301,
-//! 308) is reported as [`Fetched::moved_to`] so the feed's stored URL can move; temporary ones
+//! 308) is reported as [`Meta::moved_to`] so the feed's stored URL can move; temporary ones
 //! (302, 303, 307) are followed but not remembered. 410 is [`FetchError::Gone`]; 429 and 503
 //! are [`FetchError::RateLimited`] with the `Retry-After` they carry.
 //!

@@ -905,7 +905,7 @@ impl Store {
     }
 
     /// Whether there is room to reopen the database and write again: writes, syncs and removes
-    /// a file of [`PROBE_BYTES`] plus the size of sled's snapshots (sled writes one as it
+    /// a file of `PROBE_BYTES` plus the size of sled's snapshots (sled writes one as it
     /// opens) in the data directory.
     pub fn probe_space(&self) -> std::io::Result<()> {
         use std::io::Write;
