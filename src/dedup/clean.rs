@@ -59,36 +59,16 @@ pub fn story_text(text: &str) -> Cow<'_, str> {
 
 /// [`story_text`], also leaving out the paragraphs a feed's learned `boilerplate` names.
 pub fn story_text_with<'a>(text: &'a str, boilerplate: &Boilerplate) -> Cow<'a, str> {
-    // Common case first: no cue anywhere, and no byline or dateline in front.
-    let first = text.split("\n\n").next().unwrap_or("");
-    let any_cue = CUES.as_ref().is_none_or(|cues| cues.is_match(text));
-    if boilerplate.is_empty() && !any_cue && !is_byline(first) && strip_dateline(first).is_none() {
-        return Cow::Borrowed(text);
-    }
-    let mut changed = false;
-    let mut kept: Vec<&str> = Vec::new();
-    for (i, para) in text.split("\n\n").enumerate() {
-        let mut para = para;
-        if i == 0 && is_byline(para) {
-            changed = true;
-            continue;
-        }
-        if kept.is_empty()
-            && let Some(rest) = strip_dateline(para)
-        {
-            para = rest;
-            changed = true;
-        }
-        if is_boilerplate(para) || boilerplate.names(para) {
-            changed = true;
-            continue;
-        }
-        kept.push(para);
-    }
-    if changed {
-        Cow::Owned(kept.join("\n\n"))
-    } else {
-        Cow::Borrowed(text)
+    let paragraphs: Vec<&str> = text.split("\n\n").collect();
+    let learned = |i: usize, rest: Option<&str>| boilerplate.names(rest.unwrap_or(paragraphs[i]));
+    match cut(&paragraphs, has_cue(text), learned) {
+        None => Cow::Borrowed(text),
+        Some(kept) => Cow::Owned(
+            kept.iter()
+                .map(|&(i, rest)| rest.unwrap_or(paragraphs[i]))
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        ),
     }
 }
 
@@ -98,44 +78,63 @@ pub fn story_words<'w>(
     words: &'w super::fingerprint::Words<'_>,
     boilerplate: &Boilerplate,
 ) -> Cow<'w, [u64]> {
-    // One search for the cues in the whole text: a paragraph can only hold one if the text does
-    // (most bodies hold none, and then no paragraph needs counting and searching).
-    let any_cue = CUES.as_ref().is_none_or(|cues| cues.is_match(words.text()));
-    // The kept words once something was cut (until then, every word so far is kept).
-    let mut kept: Option<Vec<u64>> = None;
-    let mut kept_paragraphs = 0usize;
-    let mut start = 0usize;
-    for (i, (para, hashes)) in words.paragraphs().enumerate() {
-        let before = start;
-        start += hashes.len();
-        let cut = |kept: &mut Option<Vec<u64>>| {
-            kept.get_or_insert_with(|| words.hashes()[..before].to_vec());
-        };
-        if i == 0 && is_byline(para) {
-            cut(&mut kept);
-            continue;
-        }
-        let (mut para, mut hashes) = (para, Cow::Borrowed(hashes));
-        if kept_paragraphs == 0
-            && let Some(rest) = strip_dateline(para)
-        {
-            cut(&mut kept);
-            para = rest;
-            hashes = Cow::Owned(super::fingerprint::word_hashes(rest));
-        }
-        if (any_cue && is_boilerplate(para)) || boilerplate.names_words(&hashes) {
-            cut(&mut kept);
-            continue;
-        }
-        kept_paragraphs += 1;
-        if let Some(k) = kept.as_mut() {
-            k.extend_from_slice(&hashes);
-        }
-    }
-    match kept {
-        Some(k) => Cow::Owned(k),
+    let (paragraphs, hashes): (Vec<&str>, Vec<&[u64]>) = words.paragraphs().unzip();
+    let rest_words = |rest: &str| super::fingerprint::word_hashes(rest);
+    let learned = |i: usize, rest: Option<&str>| match rest {
+        None => boilerplate.names_words(hashes[i]),
+        Some(rest) => boilerplate.names_words(&rest_words(rest)),
+    };
+    match cut(&paragraphs, has_cue(words.text()), learned) {
         None => Cow::Borrowed(words.hashes()),
+        Some(kept) => {
+            let mut out = Vec::with_capacity(words.hashes().len());
+            for (i, rest) in kept {
+                match rest {
+                    None => out.extend_from_slice(hashes[i]),
+                    Some(rest) => out.extend(rest_words(rest)),
+                }
+            }
+            Cow::Owned(out)
+        }
     }
+}
+
+/// Whether any cue appears in `text`: one search of the whole text, as a paragraph can only
+/// hold one if the text does (most bodies hold none, and then no paragraph needs searching).
+fn has_cue(text: &str) -> bool {
+    CUES.as_ref().is_none_or(|cues| cues.is_match(text))
+}
+
+/// The story cut's rule, paragraph by paragraph, for [`story_text_with`] and [`story_words`]:
+/// `None` when every paragraph stays whole; else the paragraphs kept, each by index, with what
+/// is left of it when its dateline was cut. `learned(i, rest)` says whether paragraph `i` (or
+/// what is left of it) is one the feed repeats.
+fn cut<'a>(
+    paragraphs: &[&'a str],
+    any_cue: bool,
+    mut learned: impl FnMut(usize, Option<&'a str>) -> bool,
+) -> Option<Vec<(usize, Option<&'a str>)>> {
+    let mut changed = false;
+    let mut kept = Vec::with_capacity(paragraphs.len());
+    for (i, &para) in paragraphs.iter().enumerate() {
+        if i == 0 && is_byline(para) {
+            changed = true;
+            continue;
+        }
+        // The first paragraph kept may open with a dateline.
+        let rest = if kept.is_empty() {
+            strip_dateline(para)
+        } else {
+            None
+        };
+        changed |= rest.is_some();
+        if (any_cue && is_boilerplate(rest.unwrap_or(para))) || learned(i, rest) {
+            changed = true;
+            continue;
+        }
+        kept.push((i, rest));
+    }
+    changed.then_some(kept)
 }
 
 /// A short first paragraph that only names an author or a date.
