@@ -240,24 +240,9 @@ impl Boilerplate {
     }
 
     /// The keys of a paragraph (whole, and tail when short), if it is short enough to be
-    /// boilerplate. Allocates nothing, and stops reading a paragraph once it is too long.
+    /// boilerplate.
     fn paragraph_keys(para: &str) -> Option<ParagraphKeys> {
-        use super::fingerprint::{try_for_each_word_bytes, word_hash_bytes};
-        use std::ops::ControlFlow;
-        let mut words = [0u64; BOILERPLATE_MAX_WORDS];
-        let mut n = 0;
-        let flow = try_for_each_word_bytes(para, |w| {
-            let Some(slot) = words.get_mut(n) else {
-                return ControlFlow::Break(());
-            };
-            *slot = word_hash_bytes(w);
-            n += 1;
-            ControlFlow::Continue(())
-        });
-        if flow.is_break() {
-            return None;
-        }
-        Self::keys_of(&words[..n])
+        Self::keys_of(&super::fingerprint::word_hashes(para))
     }
 
     /// [`Boilerplate::paragraph_keys`] of a paragraph's word hashes.

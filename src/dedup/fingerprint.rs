@@ -11,7 +11,6 @@
 //! XXH3-64 over explicit bytes with a fixed seed (never std's `Hash`), and golden-value tests pin
 //! them.
 
-use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use super::containment;
@@ -67,14 +66,6 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     for_each_word_bytes(text, |w| f(std::str::from_utf8(w).unwrap_or_default()));
 }
 
-/// [`for_each_word`], handing out each word's UTF-8 bytes (what the hashes take).
-fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
-    let _ = try_for_each_word_bytes(text, |w| {
-        f(w);
-        ControlFlow::Continue(())
-    });
-}
-
 /// A word being assembled: on the stack, moved to the heap only for a word longer than
 /// [`WordBuf::STACK`] bytes (so scanning a paragraph allocates nothing).
 struct WordBuf {
@@ -124,11 +115,8 @@ impl WordBuf {
     }
 }
 
-/// [`for_each_word_bytes`] that stops as soon as `f` breaks (returning what it broke with).
-pub(crate) fn try_for_each_word_bytes(
-    text: &str,
-    mut f: impl FnMut(&[u8]) -> ControlFlow<()>,
-) -> ControlFlow<()> {
+/// [`for_each_word`], handing out each word's UTF-8 bytes (what the hashes take).
+fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
     let normalized;
     let text = if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
         text
@@ -160,14 +148,13 @@ pub(crate) fn try_for_each_word_bytes(
             i += 1;
         }
         if !word.is_empty() {
-            f(word.bytes())?;
+            f(word.bytes());
             word.clear();
         }
     }
     if !word.is_empty() {
-        f(word.bytes())?;
+        f(word.bytes());
     }
-    ControlFlow::Continue(())
 }
 
 /// The words of one body, hashed once: every word's hash in order, and which of them each
@@ -295,7 +282,7 @@ pub fn word_hash(word: &str) -> u64 {
 }
 
 /// [`word_hash`] of a word's bytes.
-pub(crate) fn word_hash_bytes(word: &[u8]) -> u64 {
+fn word_hash_bytes(word: &[u8]) -> u64 {
     xxh3_64_with_seed(word, WORD_SEED)
 }
 

@@ -585,7 +585,8 @@ impl Lookup {
                 map.insert(k, r.u64()?);
             }
         }
-        let n = r.len(25 + 64)?;
+        // Per entry: three u64s, the flags byte, the filter.
+        let n = r.len(25 + std::mem::size_of::<Bloom>())?;
         l.window.reserve(n);
         for i in 0..n {
             let e = Entry {
