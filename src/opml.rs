@@ -63,7 +63,7 @@ fn push_tag(tags: &mut Vec<String>, tag: &str) {
 /// Reads the feeds of an OPML document (any encoding its declaration or BOM names).
 pub fn parse(bytes: &[u8]) -> Result<Vec<Outline>, OpmlError> {
     let text = crate::parse::charset::to_utf8(bytes, None);
-    let mut reader = quick_xml::Reader::from_reader(text.as_ref());
+    let mut reader = quick_xml::Reader::from_reader(text.as_bytes());
     reader.config_mut().trim_text(true);
     let mut buf = Vec::new();
     let mut out = Vec::new();

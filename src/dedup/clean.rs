@@ -61,7 +61,7 @@ pub fn story_text(text: &str) -> Cow<'_, str> {
 pub fn story_text_with<'a>(text: &'a str, boilerplate: &Boilerplate) -> Cow<'a, str> {
     let paragraphs: Vec<&str> = text.split("\n\n").collect();
     let learned = |i: usize, rest: Option<&str>| boilerplate.names(rest.unwrap_or(paragraphs[i]));
-    match cut(&paragraphs, has_cue(text), learned) {
+    match cut(&paragraphs, learned) {
         None => Cow::Borrowed(text),
         Some(kept) => Cow::Owned(
             kept.iter()
@@ -84,7 +84,7 @@ pub fn story_words<'w>(
         None => boilerplate.names_words(hashes[i]),
         Some(rest) => boilerplate.names_words(&rest_words(rest)),
     };
-    match cut(&paragraphs, has_cue(words.text()), learned) {
+    match cut(&paragraphs, learned) {
         None => Cow::Borrowed(words.hashes()),
         Some(kept) => {
             let mut out = Vec::with_capacity(words.hashes().len());
@@ -99,19 +99,12 @@ pub fn story_words<'w>(
     }
 }
 
-/// Whether any cue appears in `text`: one search of the whole text, as a paragraph can only
-/// hold one if the text does (most bodies hold none, and then no paragraph needs searching).
-fn has_cue(text: &str) -> bool {
-    CUES.as_ref().is_none_or(|cues| cues.is_match(text))
-}
-
 /// The story cut's rule, paragraph by paragraph, for [`story_text_with`] and [`story_words`]:
 /// `None` when every paragraph stays whole; else the paragraphs kept, each by index, with what
 /// is left of it when its dateline was cut. `learned(i, rest)` says whether paragraph `i` (or
 /// what is left of it) is one the feed repeats.
 fn cut<'a>(
     paragraphs: &[&'a str],
-    any_cue: bool,
     mut learned: impl FnMut(usize, Option<&'a str>) -> bool,
 ) -> Option<Vec<(usize, Option<&'a str>)>> {
     let mut changed = false;
@@ -128,7 +121,7 @@ fn cut<'a>(
             None
         };
         changed |= rest.is_some();
-        if (any_cue && is_boilerplate(rest.unwrap_or(para))) || learned(i, rest) {
+        if is_boilerplate(rest.unwrap_or(para)) || learned(i, rest) {
             changed = true;
             continue;
         }
@@ -184,17 +177,37 @@ static CUES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 });
 
 /// A short paragraph made of wrapping.
+///
+/// Cheapest test first: most paragraphs are certainly too long (counted without decoding a
+/// character), and searching only the others for cues costs a third of searching every body
+/// whole.
 fn is_boilerplate(para: &str) -> bool {
-    if para.split_whitespace().nth(BOILERPLATE_MAX_WORDS).is_some() {
+    if certainly_longer_than(para, BOILERPLATE_MAX_WORDS) {
         return false;
     }
-    match CUES.as_ref() {
+    let cue = match CUES.as_ref() {
         Some(cues) => cues.is_match(para),
         None => {
             let lower = para.to_lowercase();
             BOILERPLATE_CUES.iter().any(|cue| lower.contains(cue))
         }
-    }
+    };
+    cue && para.split_whitespace().nth(BOILERPLATE_MAX_WORDS).is_none()
+}
+
+/// True when `text` certainly has more than `words` whitespace-separated words: each ASCII
+/// space followed by a visible ASCII character starts a word of its own, so more than `words`
+/// of them prove it (a SIMD search for spaces, stopping as soon as there are enough).
+fn certainly_longer_than(text: &str, words: usize) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b' ', bytes)
+        .filter(|&at| {
+            bytes
+                .get(at + 1)
+                .is_some_and(|b| b.wrapping_sub(0x21) < 0x5E)
+        })
+        .nth(words)
+        .is_some()
 }
 
 /// Paragraphs one feed repeats across its items, learned from what it publishes.

@@ -97,6 +97,17 @@ impl WordBuf {
         }
     }
 
+    /// Pushes ASCII letters and digits, lowercased.
+    fn push_lowercase(&mut self, ascii: &[u8]) {
+        let mut buf = [0u8; WordBuf::STACK];
+        for chunk in ascii.chunks(WordBuf::STACK) {
+            for (d, &b) in buf.iter_mut().zip(chunk) {
+                *d = b.to_ascii_lowercase();
+            }
+            self.push(&buf[..chunk.len()]);
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.len == 0 && self.heap.is_empty()
     }
@@ -130,8 +141,26 @@ fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
     while i < bytes.len() {
         let t = ASCII_WORD[bytes[i] as usize];
         if t != 0 && t != 0x80 {
-            word.push(&[t]);
-            i += 1;
+            // A run of ASCII letters and digits: handed out in place when it is a whole word
+            // already lowercase (most words), else lowercased into the buffer.
+            let start = i;
+            let mut lower = true;
+            while let Some(&b) = bytes.get(i) {
+                let t = ASCII_WORD[b as usize];
+                if t == 0 || t == 0x80 {
+                    break;
+                }
+                lower &= t == b;
+                i += 1;
+            }
+            let run = &bytes[start..i];
+            let whole =
+                word.is_empty() && bytes.get(i).is_none_or(|&b| ASCII_WORD[b as usize] == 0);
+            if whole && lower {
+                f(run);
+            } else {
+                word.push_lowercase(run);
+            }
             continue;
         }
         if t == 0x80 {
@@ -157,6 +186,22 @@ fn for_each_word_bytes(text: &str, mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// The paragraphs of `text`: the pieces between blank lines (`"\n\n"`), as `str::split` cuts
+/// them, found with a SIMD substring search.
+fn paragraphs_of(text: &str) -> impl Iterator<Item = &str> {
+    let mut from = 0;
+    let mut breaks = memchr::memmem::find_iter(text.as_bytes(), b"\n\n");
+    std::iter::from_fn(move || {
+        if from > text.len() {
+            return None;
+        }
+        let end = breaks.next().unwrap_or(text.len());
+        let para = &text[from..end];
+        from = end + 2;
+        Some(para)
+    })
+}
+
 /// The words of one body, hashed once: every word's hash in order, and which of them each
 /// paragraph holds (paragraphs are separated by blank lines; no word spans one). Boilerplate
 /// learning ([`super::clean::Boilerplate::learn_words`]), the story cut and the fingerprints all
@@ -175,7 +220,7 @@ impl<'a> Words<'a> {
     pub fn of(text: &'a str) -> Words<'a> {
         let mut hashes = Vec::with_capacity(text.len() / 5);
         let mut paragraphs = Vec::new();
-        for para in text.split("\n\n") {
+        for para in paragraphs_of(text) {
             for_each_word_bytes(para, |w| hashes.push(word_hash_bytes(w)));
             paragraphs.push((para, hashes.len().min(u32::MAX as usize) as u32));
         }

@@ -55,8 +55,9 @@ pub fn detect(body: &[u8], http_charset: Option<&str>) -> (&'static Encoding, us
     (declared.unwrap_or(UTF_8), 0)
 }
 
-/// The body as UTF-8, borrowed when it already is.
-pub fn to_utf8<'a>(body: &'a [u8], http_charset: Option<&str>) -> Cow<'a, [u8]> {
+/// The body as UTF-8 text, borrowed when it already is (validated here once, so nothing
+/// downstream checks it again).
+pub fn to_utf8<'a>(body: &'a [u8], http_charset: Option<&str>) -> Cow<'a, str> {
     let (encoding, bom) = detect(body, http_charset);
     let bytes = &body[bom..];
     let declared_other = declared_encoding(bytes)
@@ -64,12 +65,12 @@ pub fn to_utf8<'a>(body: &'a [u8], http_charset: Option<&str>) -> Cow<'a, [u8]> 
         .is_some_and(|e| e != UTF_8);
     if encoding == UTF_8 && !declared_other {
         return match std::str::from_utf8(bytes) {
-            Ok(_) => Cow::Borrowed(bytes),
-            Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).into_owned().into_bytes()),
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).into_owned()),
         };
     }
     let (text, _) = encoding.decode_without_bom_handling(bytes);
-    Cow::Owned(without_declaration(&text).into_bytes())
+    Cow::Owned(without_declaration(&text))
 }
 
 /// Drops the XML declaration (its encoding no longer applies once the text is UTF-8).
@@ -88,7 +89,7 @@ mod tests {
     use super::*;
 
     fn utf8(body: &[u8], http: Option<&str>) -> String {
-        String::from_utf8(to_utf8(body, http).into_owned()).unwrap()
+        to_utf8(body, http).into_owned()
     }
 
     #[test]
@@ -129,7 +130,7 @@ mod tests {
         ));
         assert!(matches!(
             to_utf8("\u{feff}<rss/>".as_bytes(), None),
-            Cow::Borrowed(b"<rss/>")
+            Cow::Borrowed("<rss/>")
         ));
     }
 }

@@ -88,9 +88,9 @@ pub fn parse_feed(
     feed_url: &str,
     content_type: Option<&str>,
 ) -> Result<ParsedFeed, ParseError> {
-    let body = charset::to_utf8(body, content_type.and_then(charset::content_type_charset));
-    let body = body.as_ref();
-    let start = sniff_start(body);
+    let text = charset::to_utf8(body, content_type.and_then(charset::content_type_charset));
+    let text: &str = &text;
+    let start = sniff_start(text.as_bytes());
     if start.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -114,8 +114,7 @@ pub fn parse_feed(
             })
             .build()
     };
-    let text = String::from_utf8_lossy(body);
-    let mut doc = repair::before_parsing(&text);
+    let mut doc = repair::before_parsing(text);
     let mut repairs = 0;
     let feed = loop {
         let e = match parser().parse(doc.as_bytes()) {
@@ -170,7 +169,7 @@ pub fn parse_feed(
     let ttl = feed
         .ttl
         .map(|m| std::time::Duration::from_secs(u64::from(m) * 60));
-    let min_interval = ttl.max(syndication_period(start));
+    let min_interval = ttl.max(syndication_period(text));
     Ok(ParsedFeed {
         title: feed.title.map(|t| one_line(&html_to_text(&t.content))),
         min_interval,
@@ -180,8 +179,8 @@ pub fn parse_feed(
 
 /// The RSS 1.0 syndication module's hint: `sy:updatePeriod` (hourly, daily, weekly, monthly,
 /// yearly) divided by `sy:updateFrequency` (default 1).
-fn syndication_period(doc: &[u8]) -> Option<std::time::Duration> {
-    let head = String::from_utf8_lossy(&doc[..doc.len().min(64 << 10)]);
+fn syndication_period(doc: &str) -> Option<std::time::Duration> {
+    let head = &doc[..doc.floor_char_boundary(64 << 10)];
     let element = |name: &str| -> Option<String> {
         let at = head.find(&format!(":{name}>"))?;
         let rest = &head[at + name.len() + 2..];
