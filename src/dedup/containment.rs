@@ -113,34 +113,26 @@ fn fmix64(mut k: u64) -> u64 {
 }
 
 /// The winnowed marks of a shingle sequence: sorted, without repeats.
+///
+/// The marks are the values of the windows' minima, so which of two equal shingles the paper's
+/// rightmost rule would pick cannot change them: each window's minimum is taken without
+/// positions and without a branch (a test checks this against the paper's definition).
 fn winnow(shingles: &[u64]) -> Vec<u64> {
-    let mut marks = Vec::with_capacity(shingles.len() * 2 / (WINDOW + 1) + 1);
     if shingles.len() <= WINDOW {
-        marks.extend(shingles.iter().min());
-    } else {
-        // The rightmost minimum of each window, as in the paper. It stays the minimum while it
-        // is in the window unless a smaller (or equal, further right) shingle enters; only when
-        // it leaves is the window scanned again.
-        let mut last: Option<usize> = None;
-        let mut min = 0usize;
-        for start in 0..=shingles.len() - WINDOW {
-            let end = start + WINDOW - 1;
-            if start == 0 || min < start {
-                min = start;
-                for i in start..=end {
-                    if shingles[i] <= shingles[min] {
-                        min = i;
-                    }
-                }
-            } else if shingles[end] <= shingles[min] {
-                min = end;
-            }
-            if last != Some(min) {
-                marks.push(shingles[min]);
-                last = Some(min);
-            }
-        }
+        return shingles.iter().min().copied().into_iter().collect();
     }
+    let windows = shingles.len() - WINDOW + 1;
+    let mut marks = vec![0u64; windows];
+    let mut kept = 0;
+    let mut last = None;
+    for window in shingles.windows(WINDOW) {
+        let min = window.iter().fold(u64::MAX, |m, &s| m.min(s));
+        // Consecutive windows mostly share their minimum: written always, kept when new.
+        marks[kept] = min;
+        kept += usize::from(last != Some(min));
+        last = Some(min);
+    }
+    marks.truncate(kept);
     marks.sort_unstable();
     marks.dedup();
     marks

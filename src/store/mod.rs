@@ -1734,7 +1734,7 @@ impl Writer {
         let body = store
             .shared
             .bodies
-            .append(&records::encode_record(&out, c.text.len(), &stored))
+            .append(&records::encode_record(&out, &stored))
             .map_err(StoreError::Bodies)?;
         let batch = &mut self.pending.batch;
         batch.insert(&keys::logged(keys::ARTICLE, seq)[..], &body.encode()[..]);
