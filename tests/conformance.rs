@@ -400,3 +400,58 @@ fn the_feed_corpus_parses_without_panics_and_agrees_with_its_expectations() {
         agreement.rate()
     );
 }
+
+/// The fast reader (`parse::fast`) and feed-rs give the same result for every file of the
+/// corpus and every feed of `tests/data`: the fast reader reads what it is sure of exactly as
+/// feed-rs does, and leaves the rest to feed-rs. Printed: how many documents it read itself.
+#[test]
+fn the_fast_reader_agrees_with_feed_rs_on_every_file() {
+    use feedsieve::parse::{Reader, parse_feed_with};
+    let mut all = Vec::new();
+    files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+        &mut all,
+    );
+    match corpus() {
+        Some(root) => files(&root, &mut all),
+        None => eprintln!("the corpus is not here (../shared/corpus/feeds): tests/data only"),
+    }
+    all.sort();
+    let (mut same, mut fast, mut differ) = (0, 0, Vec::new());
+    for path in &all {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let url = format!(
+            "http://example.org/feeds/{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("feed")
+        );
+        let read = |reader| {
+            catch_unwind(AssertUnwindSafe(|| {
+                format!("{:?}", parse_feed_with(&bytes, &url, None, reader))
+            }))
+            .unwrap_or_else(|_| "panic".to_string())
+        };
+        let (ours, baseline) = (read(Reader::Fast), read(Reader::FeedRs));
+        if ours == baseline {
+            same += 1;
+        } else if differ.len() < 20 {
+            differ.push(format!(
+                "{}:\n  fast:    {}\n  feed-rs: {}",
+                path.display(),
+                &ours[..ours.floor_char_boundary(600)],
+                &baseline[..baseline.floor_char_boundary(600)]
+            ));
+        } else {
+            differ.push(path.display().to_string());
+        }
+        let doc = String::from_utf8_lossy(&bytes);
+        fast += usize::from(feedsieve::parse::fast::read(&doc, &url).is_some());
+    }
+    eprintln!(
+        "fast reader: {} files, {same} the same as feed-rs, {} different; it read {fast} itself",
+        all.len(),
+        differ.len()
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}

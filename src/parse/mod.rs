@@ -16,6 +16,7 @@
 //! cannot be read correctly either); anything feed-rs cannot read.
 
 pub mod charset;
+pub mod fast;
 pub mod normalize;
 pub mod repair;
 
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use url::Url;
 
+use fast::{RawEntry, RawFeed, RawLink};
 use normalize::{canonical_link, html_to_text, one_line};
 
 /// One feed entry, normalized and ready to be judged by dedup.
@@ -81,12 +83,31 @@ fn advertised_sentence(feeds: &[String]) -> String {
     }
 }
 
+/// Which reader turns a feed document into entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// [`fast`] for plain RSS 2.0 and Atom, feed-rs for everything else (what feedsieve uses).
+    Fast,
+    /// feed-rs for everything: the baseline the fast reader is tested and measured against.
+    FeedRs,
+}
+
 /// Parses `body` as a feed fetched from `feed_url` (used to resolve relative links), served with
 /// the `Content-Type` `content_type` (its charset is used to decode the body).
 pub fn parse_feed(
     body: &[u8],
     feed_url: &str,
     content_type: Option<&str>,
+) -> Result<ParsedFeed, ParseError> {
+    parse_feed_with(body, feed_url, content_type, Reader::Fast)
+}
+
+/// [`parse_feed`] with the given [`Reader`].
+pub fn parse_feed_with(
+    body: &[u8],
+    feed_url: &str,
+    content_type: Option<&str>,
+    reader: Reader,
 ) -> Result<ParsedFeed, ParseError> {
     let text = charset::to_utf8(body, content_type.and_then(charset::content_type_charset));
     let text: &str = &text;
@@ -101,57 +122,40 @@ pub fn parse_feed(
     if declares_entities(start) {
         return Err(ParseError::Entities);
     }
-    // A fresh parser per attempt: feed-rs keeps media-RSS state in its parser, and a parser
-    // reused after a failed parse panics (found by the corpus run).
-    let parser = || {
-        feed_rs::parser::Builder::new()
-            .sanitize_content(false)
-            .base_uri(Some(feed_url))
-            // feed-rs would invent a random UUID for an entry with neither id nor link: an id
-            // that changes on every poll. Leave it empty; `entry_guid` derives a stable one.
-            .id_generator(|links, _title, _uri| {
-                links.first().map(|l| l.href.clone()).unwrap_or_default()
-            })
-            .build()
-    };
     let mut doc = repair::before_parsing(text);
-    let mut repairs = 0;
-    let feed = loop {
-        let e = match parser().parse(doc.as_bytes()) {
-            Ok(feed) => break feed,
-            Err(e) => e,
-        };
-        use feed_rs::parser::{ParseErrorKind, ParseFeedError};
-        let repaired = match &e {
-            ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot) => repair::rss_version(&doc),
-            ParseFeedError::ParseError(ParseErrorKind::UnknownMimeType { mime, .. }) => {
-                repair::unknown_type(&doc, mime)
-            }
-            _ => None,
-        };
-        repairs += 1;
-        match repaired {
-            Some(r) if repairs <= 4 => doc = std::borrow::Cow::Owned(r),
-            _ if repair::is_empty_rss(&doc) => {
+    // feed-rs drops RSS 1.0 items without a link; such documents get their rdf:about as a link
+    // and are read again. (Only RDF documents with items missing: scanning every document cost
+    // 1.4% of a pass.)
+    let items_missing = |doc: &str, feed: &RawFeed| {
+        let head = &doc[..doc.floor_char_boundary(4096)];
+        (head.contains("rdf") || head.contains("RDF"))
+            && feed.entries.len() < doc.matches("<item").count()
+    };
+    let fast = match reader {
+        Reader::Fast => fast::read(&doc, feed_url).filter(|feed| !items_missing(&doc, feed)),
+        Reader::FeedRs => None,
+    };
+    let feed = match fast {
+        Some(feed) => feed,
+        None => {
+            let Some(feed) = read_with_feed_rs(&mut doc, feed_url)? else {
                 return Ok(ParsedFeed {
                     title: None,
                     min_interval: None,
                     entries: Vec::new(),
                 });
+            };
+            match items_missing(&doc, &feed)
+                .then(|| repair::rdf_item_links(&doc))
+                .flatten()
+            {
+                Some(repaired) => feed_rs_parser(feed_url)
+                    .parse(repaired.as_bytes())
+                    .map(raw_feed)
+                    .unwrap_or(feed),
+                None => feed,
             }
-            _ => return Err(ParseError::Invalid(e.to_string())),
         }
-    };
-    // feed-rs drops RSS 1.0 items without a link; give them their rdf:about and read again.
-    // (Only for RDF documents with items missing: scanning every document cost 1.4% of a pass.)
-    let rdf = {
-        let head = &doc[..doc.floor_char_boundary(4096)];
-        head.contains("rdf") || head.contains("RDF")
-    };
-    let missing = rdf && feed.entries.len() < doc.matches("<item").count();
-    let feed = match missing.then(|| repair::rdf_item_links(&doc)).flatten() {
-        Some(repaired) => parser().parse(repaired.as_bytes()).unwrap_or(feed),
-        None => feed,
     };
     let base = Url::parse(feed_url).ok();
     let base = feed
@@ -171,10 +175,90 @@ pub fn parse_feed(
         .map(|m| std::time::Duration::from_secs(u64::from(m) * 60));
     let min_interval = ttl.max(syndication_period(text));
     Ok(ParsedFeed {
-        title: feed.title.map(|t| one_line(&html_to_text(&t.content))),
+        title: feed.title.map(|t| one_line(&html_to_text(&t))),
         min_interval,
         entries,
     })
+}
+
+/// A feed-rs parser as feedsieve configures it (a fresh one per attempt: feed-rs keeps
+/// media-RSS state in its parser, and a parser reused after a failed parse panics, found by the
+/// corpus run).
+fn feed_rs_parser(feed_url: &str) -> feed_rs::parser::Parser {
+    feed_rs::parser::Builder::new()
+        .sanitize_content(false)
+        .base_uri(Some(feed_url))
+        // feed-rs would invent a random UUID for an entry with neither id nor link: an id that
+        // changes on every poll. Leave it empty; `entry_guid` derives a stable one.
+        .id_generator(|links, _title, _uri| {
+            links.first().map(|l| l.href.clone()).unwrap_or_default()
+        })
+        .build()
+}
+
+/// Reads `doc` with feed-rs, repairing what feed-rs cannot read and reading again (up to four
+/// times); `doc` ends as the version read. `None` for an RSS document with nothing in it.
+fn read_with_feed_rs(
+    doc: &mut std::borrow::Cow<'_, str>,
+    feed_url: &str,
+) -> Result<Option<RawFeed>, ParseError> {
+    let mut repairs = 0;
+    loop {
+        let e = match feed_rs_parser(feed_url).parse(doc.as_bytes()) {
+            Ok(feed) => return Ok(Some(raw_feed(feed))),
+            Err(e) => e,
+        };
+        use feed_rs::parser::{ParseErrorKind, ParseFeedError};
+        let repaired = match &e {
+            ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot) => repair::rss_version(doc),
+            ParseFeedError::ParseError(ParseErrorKind::UnknownMimeType { mime, .. }) => {
+                repair::unknown_type(doc, mime)
+            }
+            _ => None,
+        };
+        repairs += 1;
+        match repaired {
+            Some(r) if repairs <= 4 => *doc = std::borrow::Cow::Owned(r),
+            _ if repair::is_empty_rss(doc) => return Ok(None),
+            _ => return Err(ParseError::Invalid(e.to_string())),
+        }
+    }
+}
+
+/// What feedsieve keeps of feed-rs's model.
+fn raw_feed(feed: feed_rs::model::Feed) -> RawFeed {
+    let link = |l: feed_rs::model::Link| RawLink {
+        href: l.href,
+        rel: l.rel,
+    };
+    RawFeed {
+        title: feed.title.map(|t| t.content),
+        links: feed.links.into_iter().map(link).collect(),
+        ttl: feed.ttl,
+        entries: feed
+            .entries
+            .into_iter()
+            .map(|e| RawEntry {
+                id: e.id,
+                title: e.title.map(|t| t.content),
+                links: e.links.into_iter().map(link).collect(),
+                published: e.published,
+                updated: e.updated,
+                summary: e.summary.map(|s| s.content),
+                content: e.content.and_then(|c| c.body),
+                media_title: e
+                    .media
+                    .iter()
+                    .find_map(|m| m.title.as_ref())
+                    .map(|t| t.content.clone()),
+                media_description: e
+                    .media
+                    .iter()
+                    .find_map(|m| m.description.as_ref())
+                    .map(|d| d.content.clone()),
+            })
+            .collect(),
+    }
 }
 
 /// The RSS 1.0 syndication module's hint: `sy:updatePeriod` (hourly, daily, weekly, monthly,
@@ -297,18 +381,17 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Normalizes one feed-rs entry.
-fn candidate(entry: feed_rs::model::Entry, feed_url: &str, base: Option<&Url>) -> Candidate {
+/// Normalizes one entry.
+fn candidate(entry: RawEntry, feed_url: &str, base: Option<&Url>) -> Candidate {
     let content = entry
         .content
-        .as_ref()
-        .and_then(|c| c.body.as_deref())
+        .as_deref()
         .map(html_to_text)
         .unwrap_or_default();
     let summary = entry
         .summary
-        .as_ref()
-        .map(|s| html_to_text(&s.content))
+        .as_deref()
+        .map(html_to_text)
         .unwrap_or_default();
     let mut text = if content.len() >= summary.len() {
         content
@@ -317,16 +400,16 @@ fn candidate(entry: feed_rs::model::Entry, feed_url: &str, base: Option<&Url>) -
     };
     if text.is_empty() {
         // Media feeds (YouTube, podcasts) carry their text in media:description.
-        if let Some(d) = entry.media.iter().find_map(|m| m.description.as_ref()) {
-            text = html_to_text(&d.content);
+        if let Some(d) = &entry.media_description {
+            text = html_to_text(d);
         }
     }
     // Media feeds (YouTube, podcasts) may title an entry only in media:title.
     let title = entry
         .title
         .as_ref()
-        .or_else(|| entry.media.iter().find_map(|m| m.title.as_ref()))
-        .map(|t| one_line(&html_to_text(&t.content)))
+        .or(entry.media_title.as_ref())
+        .map(|t| one_line(&html_to_text(t)))
         .unwrap_or_default();
     let link = entry
         .links
