@@ -106,12 +106,20 @@ pub struct Polled {
 pub struct Poller {
     fetcher: Fetcher,
     store: Store,
+    /// One permit per core: parsing and fingerprinting are pure CPU, so running more of them
+    /// at once than there are cores only adds thread switches.
+    compute: Arc<tokio::sync::Semaphore>,
 }
 
 impl Poller {
     /// A poller fetching with `fetcher` and reading feed states from `store`.
     pub fn new(fetcher: Fetcher, store: Store) -> Poller {
-        Poller { fetcher, store }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Poller {
+            fetcher,
+            store,
+            compute: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
     }
 
     /// The store feed states are read from.
@@ -186,7 +194,10 @@ impl Poller {
         let feed_url: Arc<str> = Arc::from(feed.url.as_str());
         let bytes = body.len();
         let mut boilerplate = prev.map(|s| s.boilerplate.clone()).unwrap_or_default();
+        // Closed never: the semaphore lives as long as the poller.
+        let permit = self.compute.clone().acquire_owned().await.ok();
         let parsed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let parsed = parse_feed(&body, &feed_url, content_type.as_deref())?;
             // Each body is scanned for words once. Learn what this feed repeats in every item
             // before fingerprinting its items.

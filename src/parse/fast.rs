@@ -133,26 +133,30 @@ impl Start<'_> {
         name.rsplit(':').next().unwrap_or(name)
     }
 
-    /// The attributes feed-rs would see, values unescaped (raw when that fails).
-    fn attributes(&self) -> Vec<(String, String)> {
-        self.tag
-            .attributes()
-            .filter_map(Result::ok)
-            .map(|a| {
-                let value = quick_xml::escape::unescape(&a.value)
-                    .map(|v| v.into_owned())
-                    .unwrap_or_else(|_| a.value.to_string());
-                (a.key.into_inner().to_string(), value)
-            })
-            .collect()
+    /// The attributes feed-rs would see (those quick-xml reads without error), in order: each
+    /// name and value, unescaped (as written when that fails).
+    fn attributes(&self) -> impl Iterator<Item = (&str, std::borrow::Cow<'_, str>)> {
+        self.tag.attributes().filter_map(Result::ok).map(|a| {
+            let name: &str = a.key.into_inner();
+            let value = match a.value {
+                std::borrow::Cow::Borrowed(raw) => {
+                    quick_xml::escape::unescape(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
+                }
+                std::borrow::Cow::Owned(raw) => std::borrow::Cow::Owned(
+                    quick_xml::escape::unescape(&raw)
+                        .map(|v| v.into_owned())
+                        .unwrap_or(raw),
+                ),
+            };
+            (name, value)
+        })
     }
 
     /// The first attribute called `name`.
     fn attribute(&self, name: &str) -> Option<String> {
         self.attributes()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.into_owned())
     }
 }
 
@@ -276,21 +280,22 @@ impl<'a> Xml<'a> {
 
     /// An Atom `<link>` (also inside RSS), skipping its content.
     fn atom_link(&mut self, start: &Start<'_>) -> Read<Option<RawLink>> {
-        let attributes = start.attributes();
+        // feed-rs takes the first `href` and the last `rel`, and calls a link without one an
+        // alternate.
+        let (mut href, mut rel) = (None, None);
+        for (name, value) in start.attributes() {
+            match name {
+                "href" if href.is_none() => href = Some(value),
+                "rel" => rel = Some(value),
+                _ => {}
+            }
+        }
+        let link = href.map(|href| RawLink {
+            href: self.href(&href),
+            rel: Some(rel.map_or_else(|| "alternate".to_string(), |r| r.into_owned())),
+        });
         self.skip()?;
-        let Some((_, href)) = attributes.iter().find(|(n, _)| n == "href") else {
-            return Ok(None);
-        };
-        // feed-rs keeps the last `rel`, and calls a link without one an alternate.
-        let rel = attributes
-            .iter()
-            .rev()
-            .find(|(n, _)| n == "rel")
-            .map_or("alternate", |(_, v)| v);
-        Ok(Some(RawLink {
-            href: self.href(href),
-            rel: Some(rel.to_string()),
-        }))
+        Ok(link)
     }
 
     /// A link target as feed-rs keeps it: absolute, or resolved against the feed's URL, else as
