@@ -241,6 +241,17 @@ impl<'a> Xml<'a> {
         })
     }
 
+    /// The next child element of the element being read, or `None` at its end.
+    fn child(&mut self) -> Read<Option<Start<'a>>> {
+        loop {
+            match self.next(None)? {
+                Next::Start(start) => return Ok(Some(start)),
+                Next::End => return Ok(None),
+                Next::Text | Next::Other => {}
+            }
+        }
+    }
+
     /// Skips the rest of the element just started.
     fn skip(&mut self) -> Read<()> {
         let mut depth = 1usize;
@@ -341,12 +352,7 @@ impl<'a> Xml<'a> {
 
     fn channel(&mut self) -> Read<RawFeed> {
         let mut feed = RawFeed::default();
-        loop {
-            let start = match self.next(None)? {
-                Next::Start(start) => start,
-                Next::End => return Ok(feed),
-                Next::Text | Next::Other => continue,
-            };
+        while let Some(start) = self.child()? {
             match (start.ns, start.local()) {
                 (Ns::Rss, "title") => feed.title = self.text()?.map(|t| t.trim().to_string()),
                 (Ns::Rss, "link") => {
@@ -366,18 +372,14 @@ impl<'a> Xml<'a> {
                 _ => self.skip()?,
             }
         }
+        Ok(feed)
     }
 
     fn rss_item(&mut self) -> Read<RawEntry> {
         let mut entry = RawEntry::default();
         // Each link, and whether it is a `<comments>` link.
         let mut links: Vec<(RawLink, bool)> = Vec::new();
-        loop {
-            let start = match self.next(None)? {
-                Next::Start(start) => start,
-                Next::End => break,
-                Next::Text | Next::Other => continue,
-            };
+        while let Some(start) = self.child()? {
             match (start.ns, start.local()) {
                 (Ns::Rss, "title") => entry.title = self.text()?.map(|t| t.trim().to_string()),
                 (Ns::Rss, "description") => {
@@ -425,24 +427,12 @@ impl<'a> Xml<'a> {
             .filter(|(l, c)| !c || !others.contains(&l.href))
             .map(|(l, _)| l)
             .collect();
-        if entry.id.is_empty() {
-            entry.id = entry
-                .links
-                .first()
-                .map(|l| l.href.clone())
-                .unwrap_or_default();
-        }
-        Ok(entry)
+        Ok(with_id(entry))
     }
 
     fn atom_feed(&mut self) -> Read<RawFeed> {
         let mut feed = RawFeed::default();
-        loop {
-            let start = match self.next(None)? {
-                Next::Start(start) => start,
-                Next::End => return Ok(feed),
-                Next::Text | Next::Other => continue,
-            };
+        while let Some(start) = self.child()? {
             match (start.ns, start.local()) {
                 (Ns::Atom, "title") => feed.title = Some(self.atom_text(&start)?),
                 (Ns::Atom, "subtitle") | (Ns::Atom, "rights") => {
@@ -453,16 +443,12 @@ impl<'a> Xml<'a> {
                 _ => self.skip()?,
             }
         }
+        Ok(feed)
     }
 
     fn atom_entry(&mut self) -> Read<RawEntry> {
         let mut entry = RawEntry::default();
-        loop {
-            let start = match self.next(None)? {
-                Next::Start(start) => start,
-                Next::End => break,
-                Next::Text | Next::Other => continue,
-            };
+        while let Some(start) = self.child()? {
             match (start.ns, start.local()) {
                 (Ns::Atom, "id") => {
                     if let Some(t) = self.text()? {
@@ -501,15 +487,21 @@ impl<'a> Xml<'a> {
                 _ => self.skip()?,
             }
         }
-        if entry.id.is_empty() {
-            entry.id = entry
-                .links
-                .first()
-                .map(|l| l.href.clone())
-                .unwrap_or_default();
-        }
-        Ok(entry)
+        Ok(with_id(entry))
     }
+}
+
+/// The entry, with its first link as its id when it has none (feedsieve's id generator for
+/// feed-rs does the same).
+fn with_id(mut entry: RawEntry) -> RawEntry {
+    if entry.id.is_empty() {
+        entry.id = entry
+            .links
+            .first()
+            .map(|l| l.href.clone())
+            .unwrap_or_default();
+    }
+    entry
 }
 
 /// A date by chrono's strict parsers (RFC 3339 first, as feed-rs tries it first); declines when
