@@ -698,13 +698,9 @@ mod tests {
         }
     }
 
-    /// Reports that arrive together are committed together: each gets its own tally, in order,
-    /// and every feed's state is saved (with its new validators) once the group is stored.
-    #[test]
-    fn a_group_of_reports_is_stored_with_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let settings = SieveSettings {
+    /// Settings for the tests: a day's window, no retention.
+    fn settings() -> SieveSettings {
+        SieveSettings {
             dedup: Settings {
                 max_distance: 3,
                 containment: 0.7,
@@ -715,8 +711,16 @@ mod tests {
                 max_articles: None,
                 min_free: 0,
             },
-        };
-        let mut sieve = Sieve::new(store.writer().unwrap(), settings);
+        }
+    }
+
+    /// Reports that arrive together are committed together: each gets its own tally, in order,
+    /// and every feed's state is saved (with its new validators) once the group is stored.
+    #[test]
+    fn a_group_of_reports_is_stored_with_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        let mut sieve = Sieve::new(store.writer().unwrap(), settings());
         let body = (0..200)
             .map(|i| format!("w{}", i * 7 % 1000))
             .collect::<Vec<_>>()
@@ -761,19 +765,7 @@ mod tests {
     fn reports_after_a_failed_write_are_held_until_the_store_takes_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &Options::default()).unwrap();
-        let settings = SieveSettings {
-            dedup: Settings {
-                max_distance: 3,
-                containment: 0.7,
-            },
-            window: Duration::from_secs(86_400),
-            retention: RetentionConfig {
-                max_age: None,
-                max_articles: None,
-                min_free: 0,
-            },
-        };
-        let mut sieve = Sieve::new(store.writer().unwrap(), settings);
+        let mut sieve = Sieve::new(store.writer().unwrap(), settings());
         let story = |i: usize| {
             (0..200)
                 .map(|w| format!("s{i}w{w}"))
@@ -813,12 +805,7 @@ mod tests {
                 .join(" ");
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path(), &Options::default()).unwrap();
-            let settings = SieveSettings {
-                dedup: Settings { max_distance: 3, containment: 0.7 },
-                window: Duration::from_secs(86_400),
-                retention: RetentionConfig { max_age: None, max_articles: None, min_free: 0 },
-            };
-            let sieve = Sieve::new(store.writer().unwrap(), settings);
+            let sieve = Sieve::new(store.writer().unwrap(), settings());
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(4)
                 .enable_all()
