@@ -386,6 +386,10 @@ async fn sync_loop(store: Store, stop: CancellationToken) {
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.sync()).await {
             Ok(Ok(())) => {}
+            // The store is marked unwritable: the sieve stops and reopens it once it can.
+            Ok(Err(e)) if e.is_io() => {
+                error!(error = %e, "The disk refused a write: ingestion stops until it takes writes again; reads go on.")
+            }
             Ok(Err(e)) => {
                 warn!(error = %e, "Could not write new articles to disk; will try again.")
             }

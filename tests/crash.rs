@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::util::{Publisher, TestEnv, listed, wait_until};
+use crate::util::{FeedServer, Publisher, TestEnv, listed, wait_until};
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_that_was_listed() {
@@ -50,4 +50,26 @@ fn sigkill_at_random_moments_loses_nothing_that_was_listed() {
     publisher.stop();
     // Ingestion went on from restart to restart.
     assert!(listed(&env).len() > first_round + 20);
+}
+
+#[test]
+fn a_feed_state_saved_after_a_304_survives_a_sigkill() {
+    // The 304 stores no article, so only the group commit's own flush makes the new state
+    // durable (sled's background flusher is off).
+    let server = FeedServer::start();
+    let url = server.serve_fixture("herald.rss");
+    let env = TestEnv::with_feeds("interval = \"1s\"", std::slice::from_ref(&url));
+    let mut daemon = env.start_daemon();
+    wait_until(Duration::from_secs(20), "a conditional poll", || {
+        server.seen("/herald.rss").iter().any(|s| s.status == 304)
+    });
+    // Two group commits (every 500 ms) after the 304.
+    std::thread::sleep(Duration::from_millis(1200));
+    daemon.signal("KILL");
+    wait_until(Duration::from_secs(10), "the daemon to die", || {
+        !daemon.alive()
+    });
+    let feed = env.feed(&url);
+    assert_eq!(feed["status"], "not_modified", "{feed}");
+    assert_eq!(feed["http_status"], 304, "{feed}");
 }

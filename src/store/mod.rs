@@ -193,6 +193,7 @@ impl Handles {
             match sled::Config::new()
                 .path(db_path)
                 .cache_capacity(options.cache_bytes)
+                .flush_every_ms(None)
                 .open()
             {
                 Err(e)
@@ -233,6 +234,9 @@ struct Shared {
     writable: AtomicBool,
     /// True from a write failure until the store was reopened: the group commit waits.
     failed: AtomicBool,
+    /// Something other than articles and duplicates (feed states, retention's deletions) was
+    /// written since the last flush: the next [`Store::sync`] flushes even with no new articles.
+    unsynced: AtomicBool,
     writer_taken: AtomicBool,
     path: PathBuf,
     /// The newest article seq on disk, the last one readers see: an article becomes visible
@@ -350,6 +354,7 @@ impl Store {
                 handles: RwLock::new(Some(Arc::new(handles))),
                 writable: AtomicBool::new(true),
                 failed: AtomicBool::new(false),
+                unsynced: AtomicBool::new(false),
                 writer_taken: AtomicBool::new(false),
                 path: data_dir.to_path_buf(),
                 stored: tokio::sync::watch::Sender::new(0),
@@ -626,18 +631,20 @@ impl Store {
     }
 
     /// Writes what sled buffers to disk and makes the articles stored so far visible to readers
-    /// (the daemon calls it every few tens of milliseconds while articles arrive: a group
-    /// commit). Cheaper than [`Store::flush`], which also saves the dedup indexes.
+    /// (the daemon calls it twice a second: a group commit; it writes nothing
+    /// when nothing changed). Cheaper than [`Store::flush`], which also saves the dedup indexes.
     pub fn sync(&self) -> Result<(), StoreError> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Ok(());
         }
         let upto = self.last_article_seq()?;
         let upto_duplicate = self.meta(SEQ_DUPLICATES)?.unwrap_or(0);
-        if upto > self.visible_seq() || upto_duplicate > self.visible_duplicate() {
+        let unsynced = self.shared.unsynced.swap(false, Ordering::SeqCst);
+        if unsynced || upto > self.visible_seq() || upto_duplicate > self.visible_duplicate() {
             let flushed = self.sync_bodies().and_then(|()| Ok(self.h()?.db.flush()?));
             release_garbage();
             if let Err(e) = flushed {
+                self.shared.unsynced.store(true, Ordering::SeqCst);
                 if e.is_io() {
                     self.mark_unwritable();
                 }
@@ -646,6 +653,11 @@ impl Store {
             self.publish(upto, upto_duplicate);
         }
         Ok(())
+    }
+
+    /// Notes a write that [`Store::sync`] must flush although it adds no article.
+    fn note_unsynced(&self) {
+        self.shared.unsynced.store(true, Ordering::SeqCst);
     }
 
     /// Makes the body log durable and records up to where, before sled is flushed (so that
@@ -1840,12 +1852,13 @@ impl Writer {
             .expire_before(cutoff.timestamp_millis()))
     }
 
-    /// Saves a feed's polling state.
+    /// Saves a feed's polling state (durable at the next [`Store::sync`]).
     pub fn put_feed_state(&mut self, state: &FeedState) -> Result<(), StoreError> {
         self.store
             .h()?
             .feeds
             .insert(state.url.as_bytes(), to_json(state))?;
+        self.store.note_unsynced();
         Ok(())
     }
 }

@@ -164,6 +164,7 @@ impl Writer {
             records::encode_article(&stub, ak),
         );
         self.store.h()?.main.apply_batch(batch)?;
+        self.store.note_unsynced();
         Ok(0)
     }
 
@@ -207,6 +208,7 @@ impl Writer {
             }
         }
         store.h()?.main.apply_batch(batch)?;
+        store.note_unsynced();
         let global_guid = dedup::is_global_guid(&ak.guid).then_some(ak.guid.as_str());
         let mut lookup = store.lookup()?.write().unwrap_or_else(|p| p.into_inner());
         lookup.forget_article(seq, &a.id, global_guid, a.url.as_deref());
