@@ -297,10 +297,14 @@ pub fn fingerprint_words(
     }
     meaningful.truncate(kept);
     meaningful.sort_unstable();
-    let tf = meaningful
-        .chunk_by(|a, b| a == b)
-        .map(|run| (run[0], tf_weight(run.len() as u32)));
-    let simhash = weighted_simhash(tf);
+    // Sized up front: `chunk_by` promises one run at least, so `collect` would grow it by doubling.
+    let mut tf: Vec<(u64, i32)> = Vec::with_capacity(meaningful.len());
+    tf.extend(
+        meaningful
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run[0], tf_weight(run.len() as u32))),
+    );
+    let simhash = simhash_of_features(&tf);
     let sketch = containment::sketch(hashes);
     Fingerprint {
         simhash,
@@ -357,14 +361,19 @@ pub fn tf_weight(tf: u32) -> i32 {
 /// without it.
 pub fn weighted_simhash(features: impl Iterator<Item = (u64, i32)>) -> u64 {
     let features: Vec<(u64, i32)> = features.collect();
+    simhash_of_features(&features)
+}
+
+/// [`weighted_simhash`] of features already in a slice.
+fn simhash_of_features(features: &[(u64, i32)]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { simhash_avx2(&features) };
+            return unsafe { simhash_avx2(features) };
         }
     }
-    simhash_of(&features)
+    simhash_of(features)
 }
 
 /// [`simhash_of`] compiled for AVX2 (eight 32-bit lanes instead of SSE2's four).
