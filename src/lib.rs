@@ -29,6 +29,7 @@ pub mod api;
 pub mod app;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dedup;
 pub mod explain;

@@ -9,6 +9,8 @@ mod api;
 mod consumers;
 // Feeds added, changed and removed at run time, through the API and the CLI.
 mod catalog;
+// The cluster's streams and leases on a real nats-server.
+mod cluster;
 // SIGKILL at random moments: nothing listed is lost, fsck stays clean, ingestion resumes.
 mod crash;
 // A full disk: ingestion stops, reads go on, and it resumes when space returns.

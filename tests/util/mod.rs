@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod nats;
 pub mod server;
 pub mod sse;
 

@@ -1,0 +1,220 @@
+//! Running as several processes on NATS JetStream (issue 9, in progress; README, "Past one
+//! machine"): the streams and key-value buckets the roles share, host leases, and which
+//! fetcher polls which host ([`assign`]). The single-process mode never touches this module.
+//!
+//! | name | kind | holds |
+//! |---|---|---|
+//! | [`POLLS`] | stream, `feedsieve.polls.<feed>` | poll reports, fetchers to the sieve; `Nats-Msg-Id` per report, so the broker drops a re-sent one |
+//! | [`ARTICLES`] | stream, `feedsieve.articles` | every unique article, in order; `Nats-Msg-Id` = article id |
+//! | [`DUPLICATES`] | stream, `feedsieve.duplicates` | every duplicate record |
+//! | [`LEASES`] | bucket, entries expire after the lease TTL | host → the fetcher polling it |
+//! | [`MEMBERS`] | bucket, entries expire after the lease TTL | live fetcher → its heartbeat |
+
+pub mod assign;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+
+/// Stream of poll reports from the fetchers to the sieve.
+pub const POLLS: &str = "FEEDSIEVE_POLLS";
+/// Stream of the unique articles the sieve stored, in order.
+pub const ARTICLES: &str = "FEEDSIEVE_ARTICLES";
+/// Stream of the duplicate records.
+pub const DUPLICATES: &str = "FEEDSIEVE_DUPLICATES";
+/// Bucket of host leases.
+pub const LEASES: &str = "feedsieve_leases";
+/// Bucket of live fetchers.
+pub const MEMBERS: &str = "feedsieve_members";
+
+/// A cluster operation that failed, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Could not reach the NATS server.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+    /// A stream or bucket could not be created or read.
+    #[error("cannot set up JetStream {what} {name}: {message}")]
+    Setup {
+        /// `stream` or `bucket`.
+        what: &'static str,
+        /// Its name.
+        name: &'static str,
+        /// The server's or client's message.
+        message: String,
+    },
+    /// A lease could not be read or written.
+    #[error("lease of {key}: {message}")]
+    Lease {
+        /// The lease's key.
+        key: String,
+        /// The server's or client's message.
+        message: String,
+    },
+}
+
+/// How the shared streams and buckets are made.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Copies of each stream and bucket (1, or 3 on a three-node NATS cluster).
+    pub replicas: usize,
+    /// How long a lease or a membership lives without renewal: a dead fetcher's hosts are
+    /// taken over within it.
+    pub lease_ttl: Duration,
+    /// How long the broker remembers a `Nats-Msg-Id` to drop a re-send.
+    pub duplicate_window: Duration,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            replicas: 1,
+            lease_ttl: Duration::from_secs(15),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the roles share, set up on one connection.
+pub struct Cluster {
+    /// The JetStream context.
+    pub js: jetstream::Context,
+    /// The host leases.
+    pub leases: Leases,
+}
+
+/// Connects to `url` and makes sure every stream and bucket exists (creating what is missing;
+/// existing ones are used as they are).
+pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError> {
+    let client = async_nats::connect(url)
+        .await
+        .map_err(|source| ClusterError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+    let js = jetstream::new(client);
+    for (name, subject) in [
+        (POLLS, "feedsieve.polls.>"),
+        (ARTICLES, "feedsieve.articles"),
+        (DUPLICATES, "feedsieve.duplicates"),
+    ] {
+        js.get_or_create_stream(stream::Config {
+            name: name.to_string(),
+            subjects: vec![subject.to_string()],
+            num_replicas: layout.replicas,
+            duplicate_window: layout.duplicate_window,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::Setup {
+            what: "stream",
+            name,
+            message: e.to_string(),
+        })?;
+    }
+    let bucket = |name: &'static str| kv::Config {
+        bucket: name.to_string(),
+        history: 1,
+        max_age: layout.lease_ttl,
+        num_replicas: layout.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let mut stores = Vec::new();
+    for name in [LEASES, MEMBERS] {
+        let store = match js.get_key_value(name).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(bucket(name))
+                .await
+                .map_err(|e| ClusterError::Setup {
+                    what: "bucket",
+                    name,
+                    message: e.to_string(),
+                })?,
+        };
+        stores.push(store);
+    }
+    let leases = Leases {
+        kv: stores.swap_remove(0),
+    };
+    Ok(Cluster { js, leases })
+}
+
+/// Host leases: a key per host in a bucket whose entries expire after the lease TTL, taken
+/// with an atomic create and renewed with a compare-and-set on the revision, so that two
+/// fetchers can never both hold one.
+pub struct Leases {
+    kv: kv::Store,
+}
+
+impl Leases {
+    /// Takes the lease on `host` for `me`: its revision, or `None` when someone holds it.
+    pub async fn take(&self, host: &str, me: &str) -> Result<Option<u64>, ClusterError> {
+        let key = assign::lease_key(host);
+        match self.kv.create(&key, Bytes::from(me.to_string())).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(ClusterError::Lease {
+                key,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Renews a lease held at `revision`: its new revision, or `None` when it was lost (it
+    /// expired and someone else took it, or it was released).
+    pub async fn renew(
+        &self,
+        host: &str,
+        me: &str,
+        revision: u64,
+    ) -> Result<Option<u64>, ClusterError> {
+        let key = assign::lease_key(host);
+        match self
+            .kv
+            .update(&key, Bytes::from(me.to_string()), revision)
+            .await
+        {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(ClusterError::Lease {
+                key,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Gives up a lease held at `revision` (when the host belongs to another fetcher now), so
+    /// that its new owner need not wait for it to expire. A lease already lost is no error.
+    pub async fn release(&self, host: &str, revision: u64) -> Result<(), ClusterError> {
+        let key = assign::lease_key(host);
+        match self.kv.delete_expect_revision(&key, Some(revision)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(ClusterError::Lease {
+                key,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Who holds the lease on `host`, if anyone.
+    pub async fn holder(&self, host: &str) -> Result<Option<String>, ClusterError> {
+        let key = assign::lease_key(host);
+        match self.kv.get(&key).await {
+            Ok(v) => Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+            Err(e) => Err(ClusterError::Lease {
+                key,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
