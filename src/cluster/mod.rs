@@ -11,6 +11,7 @@
 //! | [`MEMBERS`] | bucket, entries expire after the lease TTL | live fetcher → its heartbeat |
 
 pub mod assign;
+pub mod wire;
 
 use std::time::Duration;
 
