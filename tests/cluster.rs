@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use feedsieve::cluster::outbox::{ARTICLES_SUBJECT, Outbox, SEQ_HEADER};
 use feedsieve::cluster::{self, Layout};
 
 use crate::util::nats::NatsServer;
+use crate::util::{FeedServer, Item, TestEnv, rss, story};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -85,5 +87,105 @@ fn a_host_lease_has_one_holder_is_renewed_and_is_taken_over_once_it_expires() {
         // Released, it is free at once.
         b.release(host, b_rev).await.unwrap();
         assert!(a.take(host, "a").await.unwrap().is_some());
+    });
+}
+
+/// Every message of `stream`, in order: (the seq header, the NDJSON record).
+async fn messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<(u64, serde_json::Value)> {
+    let s = js.get_stream(stream).await.unwrap();
+    let count = s.get_info().await.unwrap().state.messages;
+    let mut out = Vec::new();
+    for n in 1..=count {
+        let m = s.get_raw_message(n).await.unwrap();
+        let seq = m.headers.get(SEQ_HEADER).unwrap().as_str().parse().unwrap();
+        out.push((seq, serde_json::from_slice(&m.payload).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn the_outbox_publishes_each_record_once_in_order_and_resumes_from_the_streams() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // Three stories, the third also syndicated by a second feed: 3 articles, 1 duplicate.
+    let server = FeedServer::start();
+    let texts = [story("solar"), story("rail"), story("glacier")];
+    let items: Vec<Item> = ["solar", "rail", "glacier"]
+        .iter()
+        .zip(&texts)
+        .map(|(name, text)| Item {
+            guid: name,
+            link: name,
+            title: name,
+            text,
+            date: "Tue, 03 Mar 2026 07:00:00 GMT",
+        })
+        .collect();
+    server.set("/a.rss", rss("A", &items), "application/rss+xml");
+    let copy = Item {
+        guid: "copy",
+        link: "https://b.example/copy",
+        title: "Glacier, again",
+        ..items[2]
+    };
+    server.set("/b.rss", rss("B", &[copy]), "application/rss+xml");
+    let env = TestEnv::with_feeds("", &[server.url("/a.rss")]);
+    env.once();
+    let env_b = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&server.url("/a.rss"), &server.url("/b.rss"));
+    std::fs::write(&env.config, env_b).unwrap();
+    env.once();
+    let articles = env.records(&["articles"]);
+    let duplicates = env.records(&["duplicates"]);
+    assert_eq!((articles.len(), duplicates.len()), (3, 1));
+
+    let store = feedsieve::store::Store::open(&env.data_dir(), &Default::default()).unwrap();
+    runtime().block_on(async {
+        let c = cluster::connect(&nats.url(), Layout::default())
+            .await
+            .unwrap();
+        let mut outbox = Outbox::open(c.js.clone()).await.unwrap();
+        let sent = outbox.publish(&store).await.unwrap();
+        assert_eq!((sent.articles, sent.duplicates), (3, 1));
+        let published = messages(&c.js, cluster::ARTICLES).await;
+        let ids: Vec<&str> = published
+            .iter()
+            .map(|(_, r)| r["id"].as_str().unwrap())
+            .collect();
+        let stored: Vec<&str> = articles.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, stored, "every article, in store order");
+        assert_eq!(
+            published.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        let dups = messages(&c.js, cluster::DUPLICATES).await;
+        assert_eq!(dups.len(), 1);
+        assert_eq!(dups[0].1["id"], duplicates[0]["id"]);
+
+        // A new outbox (a restart, or a standby with the same records) resumes from the
+        // streams: nothing again.
+        let mut again = Outbox::open(c.js.clone()).await.unwrap();
+        assert_eq!(again.articles_after(), 3);
+        let sent = again.publish(&store).await.unwrap();
+        assert_eq!((sent.articles, sent.duplicates), (0, 0));
+        // Even one that starts from the beginning (its position lost) publishes nothing twice
+        // within the broker's duplicate window: the message ids are the records' ids.
+        let mut replay = Outbox::starting_after(c.js.clone(), 0, 0);
+        replay.publish(&store).await.unwrap();
+        assert_eq!(messages(&c.js, cluster::ARTICLES).await.len(), 3);
+        assert_eq!(messages(&c.js, cluster::DUPLICATES).await.len(), 1);
+        let last =
+            c.js.get_stream(cluster::ARTICLES)
+                .await
+                .unwrap()
+                .get_last_raw_message_by_subject(ARTICLES_SUBJECT)
+                .await
+                .unwrap();
+        assert_eq!(last.headers.get(SEQ_HEADER).unwrap().as_str(), "3");
     });
 }

@@ -11,6 +11,7 @@
 //! | [`MEMBERS`] | bucket, entries expire after the lease TTL | live fetcher → its heartbeat |
 
 pub mod assign;
+pub mod outbox;
 pub mod wire;
 
 use std::time::Duration;
@@ -48,6 +49,14 @@ pub enum ClusterError {
         /// Its name.
         name: &'static str,
         /// The server's or client's message.
+        message: String,
+    },
+    /// Records could not be read or published.
+    #[error("cannot publish to {name}: {message}")]
+    Publish {
+        /// The stream.
+        name: &'static str,
+        /// The server's, client's or store's message.
         message: String,
     },
     /// A lease could not be read or written.
