@@ -19,6 +19,10 @@
 //! next start does not replay this run's log. The daemon then exits 0. SIGHUP reloads the config
 //! (see `Live::reload`).
 //!
+//! With `[cluster]`, the poll reports go through NATS JetStream instead (`crate::cluster::roles`):
+//! a fetcher publishes them and keeps only its feeds' states, a sieve takes them in from the
+//! stream in order and publishes what it stores; `all` does both, through the stream.
+//!
 //! While it runs, the daemon writes `daemon.json` (its pid and the API's bound address) into the
 //! data directory, so that CLI commands find the API when the database is locked.
 
@@ -193,6 +197,16 @@ pub async fn run(
     let catalog = Arc::new(Catalog::new(config.feeds.clone(), store.clone()).with_changes(changes));
     let feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
 
+    // In a cluster (`[cluster]`): the shared streams, and which feeds this process polls.
+    let cluster = match &config.cluster {
+        None => None,
+        Some(c) => Some(crate::cluster::roles::Part::join(c, &feeds).await?),
+    };
+    let feeds = match &cluster {
+        Some(part) => part.feeds.clone(),
+        None => feeds,
+    };
+
     // The API: changes need the token; off loopback, everything does (the config ensures there
     // is one).
     let token = ensure_token(config)?;
@@ -232,8 +246,10 @@ pub async fn run(
     // The sieve: the one writer, on its own thread.
     let (reports, inbox) = mpsc::channel(SIEVE_QUEUE);
     let (sieve_settings, sieve_updates) = watch::channel(SieveSettings::from_config(config));
+    let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut sieve = {
         let store = store.clone();
+        let handled = handled.clone();
         let settings = SieveSettings::from_config(config);
         let metrics = metrics.clone();
         // The dedup indexes load (or, the first time, build) here, in the background: the API
@@ -249,6 +265,7 @@ pub async fn run(
             Ok(Sieve::new(writer, settings)
                 .with_metrics(metrics)
                 .with_updates(sieve_updates)
+                .with_progress(handled)
                 .run_blocking(inbox))
         })
     };
@@ -294,7 +311,15 @@ pub async fn run(
         sieve: sieve_settings,
     };
     let mut hangups = hangups;
-    let polling = scheduler.run(mode, reports, stop.clone(), abort.clone(), &tracker);
+    let (polled, cluster_tasks) = match &cluster {
+        None => (reports, None),
+        Some(part) => {
+            let (polled, published) = mpsc::channel(SIEVE_QUEUE);
+            let tasks = part.start(mode, published, reports, handled.clone(), &store, &stop);
+            (polled, Some(tasks))
+        }
+    };
+    let polling = scheduler.run(mode, polled, stop.clone(), abort.clone(), &tracker);
     tokio::pin!(polling);
     tokio::pin!(shutdown);
     loop {
@@ -339,6 +364,9 @@ pub async fn run(
         warn!(grace = ?SHUTDOWN_GRACE, "Polls still running after the grace period; cancelling them.");
         abort.cancel();
         tracker.wait().await;
+    }
+    if let (Some(part), Some(tasks)) = (&cluster, cluster_tasks) {
+        part.finish(tasks, &stop).await?;
     }
     let ended = match sieve_ended {
         Some(ended) => ended,

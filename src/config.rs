@@ -62,6 +62,34 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The feeds to poll, in file order.
     pub feeds: Vec<FeedConfig>,
+    /// `[cluster]`: this process's part in a cluster on NATS JetStream; `None` runs alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: running as one of several processes sharing NATS JetStream (see
+/// `crate::cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The NATS server's URL (`nats://host:port`).
+    pub nats: String,
+    /// What this process does.
+    pub role: Role,
+    /// Copies of each stream and bucket (3 on a three-node NATS cluster).
+    pub replicas: usize,
+    /// How long a fetcher's host leases live without renewal.
+    pub lease_ttl: Duration,
+}
+
+/// A process's part in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Polls the hosts it holds leases on and publishes the reports.
+    Fetcher,
+    /// Dedups and stores the reports in stream order, and publishes the articles.
+    Sieve,
+    /// Both.
+    All,
 }
 
 /// `[api]`: where the HTTP API listens.
@@ -220,6 +248,31 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     feeds: Vec<RawFeed>,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    nats: toml::Spanned<String>,
+    #[serde(default = "default_role")]
+    role: Role,
+    #[serde(default = "default_replicas")]
+    replicas: toml::Spanned<usize>,
+    #[serde(default = "default_lease_ttl")]
+    lease_ttl: toml::Spanned<Dur>,
+}
+
+fn default_role() -> Role {
+    Role::All
+}
+
+fn default_replicas() -> toml::Spanned<usize> {
+    toml::Spanned::new(0..0, 1)
+}
+
+fn default_lease_ttl() -> toml::Spanned<Dur> {
+    toml::Spanned::new(0..0, Dur(Duration::from_secs(15)))
 }
 
 fn default_data_dir() -> toml::Spanned<PathBuf> {
@@ -415,6 +468,42 @@ impl RawConfig {
             ));
         }
 
+        let cluster = match self.cluster {
+            None => None,
+            Some(c) => {
+                let nats = c.nats.get_ref().trim();
+                if !(nats.starts_with("nats://") || nats.starts_with("tls://")) {
+                    return Err(invalid(
+                        c.nats.span(),
+                        "cluster.nats".into(),
+                        "must be a NATS URL such as nats://127.0.0.1:4222".into(),
+                    ));
+                }
+                let replicas = *c.replicas.get_ref();
+                if !(1..=5).contains(&replicas) {
+                    return Err(invalid(
+                        c.replicas.span(),
+                        "cluster.replicas".into(),
+                        "must be between 1 and 5 (JetStream's limit)".into(),
+                    ));
+                }
+                let lease_ttl = c.lease_ttl.get_ref().0;
+                if lease_ttl < Duration::from_secs(1) {
+                    return Err(invalid(
+                        c.lease_ttl.span(),
+                        "cluster.lease_ttl".into(),
+                        "must be at least 1s".into(),
+                    ));
+                }
+                Some(ClusterConfig {
+                    nats: nats.to_string(),
+                    role: c.role,
+                    replicas,
+                    lease_ttl,
+                })
+            }
+        };
+
         let mut feeds: Vec<FeedConfig> = Vec::with_capacity(self.feeds.len());
         let mut first_at: Vec<usize> = Vec::with_capacity(self.feeds.len());
         let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -474,6 +563,7 @@ impl RawConfig {
                 min_free: self.retention.min_free.0,
             },
             feeds,
+            cluster,
         })
     }
 }
@@ -641,6 +731,32 @@ mod tests {
         parse(text)
             .expect_err("config should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn the_cluster_section_is_optional_and_checked() {
+        assert_eq!(parse("").unwrap().cluster, None);
+        let c = parse("[cluster]\nnats = \"nats://10.0.0.5:4222\"\nrole = \"fetcher\"\n")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.nats, "nats://10.0.0.5:4222");
+        assert_eq!(c.role, Role::Fetcher);
+        assert_eq!((c.replicas, c.lease_ttl), (1, Duration::from_secs(15)));
+        let all = parse("[cluster]\nnats = \"nats://n:4222\"\nreplicas = 3\nlease_ttl = \"30s\"\n")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!((all.role, all.replicas), (Role::All, 3));
+        assert_eq!(all.lease_ttl, Duration::from_secs(30));
+        let e = err("[cluster]\nnats = \"http://n:4222\"\n");
+        assert!(e.contains("cluster.nats") && e.contains("nats://"), "{e}");
+        let e = err("[cluster]\nnats = \"nats://n:4222\"\nrole = \"leader\"\n");
+        assert!(e.contains("cluster.role") && e.contains("leader"), "{e}");
+        let e = err("[cluster]\nnats = \"nats://n:4222\"\nreplicas = 0\n");
+        assert!(e.contains("cluster.replicas"), "{e}");
+        let e = err("[cluster]\nrole = \"sieve\"\n");
+        assert!(e.contains("nats"), "{e}");
     }
 
     #[test]

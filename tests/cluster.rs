@@ -189,3 +189,136 @@ fn the_outbox_publishes_each_record_once_in_order_and_resumes_from_the_streams()
         assert_eq!(last.headers.get(SEQ_HEADER).unwrap().as_str(), "3");
     });
 }
+
+/// A process of the cluster: the feeds, and `[cluster]` with `role`.
+fn member(nats: &NatsServer, role: &str, urls: &[String]) -> TestEnv {
+    let env = TestEnv::with_feeds("", urls);
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(&format!(
+        "[cluster]\nnats = \"{}\"\nrole = \"{role}\"\n",
+        nats.url()
+    ));
+    std::fs::write(&env.config, text).unwrap();
+    env
+}
+
+#[test]
+fn two_fetchers_split_the_hosts_and_one_sieve_stores_each_story_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // Two hosts. The glacier story is on both, under another guid, link and headline.
+    let one = FeedServer::start();
+    let two = FeedServer::start_on("127.0.0.2:0");
+    let texts = [
+        story("solar"),
+        story("rail"),
+        story("glacier"),
+        story("library"),
+    ];
+    let item = |name: &'static str, text: &'static str| Item {
+        guid: name,
+        link: name,
+        title: name,
+        text,
+        date: "Tue, 03 Mar 2026 07:00:00 GMT",
+    };
+    let texts: &'static [String; 4] = Box::leak(Box::new(texts));
+    one.set(
+        "/a.rss",
+        rss("A", &[item("solar", &texts[0]), item("rail", &texts[1])]),
+        "application/rss+xml",
+    );
+    one.set(
+        "/b.rss",
+        rss("B", &[item("glacier", &texts[2])]),
+        "application/rss+xml",
+    );
+    two.set(
+        "/c.rss",
+        rss(
+            "C",
+            &[
+                item("https://c.example/glacier-copy", &texts[2]),
+                item("library", &texts[3]),
+            ],
+        ),
+        "application/rss+xml",
+    );
+    let urls = [one.url("/a.rss"), one.url("/b.rss"), two.url("/c.rss")];
+
+    // Both fetchers at once: each takes the hosts it can, none is polled twice.
+    let fetchers = [
+        member(&nats, "fetcher", &urls),
+        member(&nats, "fetcher", &urls),
+    ];
+    let running: Vec<_> = fetchers
+        .iter()
+        .map(|f| {
+            crate::util::bin()
+                .arg("--config")
+                .arg(&f.config)
+                .args(["run", "--once"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in running {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (server, path) in [(&one, "/a.rss"), (&one, "/b.rss"), (&two, "/c.rss")] {
+        assert_eq!(server.seen(path).len(), 1, "{path} polled once in all");
+    }
+    // A fetcher stores no articles: it keeps its feeds' states only.
+    for f in &fetchers {
+        assert!(f.records(&["articles"]).is_empty());
+    }
+
+    let sieve = member(&nats, "sieve", &urls);
+    sieve.once();
+    let articles = sieve.records(&["articles"]);
+    let mut titles: Vec<&str> = articles
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    titles.sort();
+    // The glacier story is stored once, from whichever fetcher's report reached the stream
+    // first; the other copy is its duplicate.
+    let glacier = ["glacier", "https://c.example/glacier-copy"];
+    assert_eq!(titles.len(), 4, "{titles:?}");
+    assert_eq!(
+        titles.iter().filter(|t| glacier.contains(t)).count(),
+        1,
+        "{titles:?}"
+    );
+    for t in ["library", "rail", "solar"] {
+        assert!(titles.contains(&t), "{titles:?}");
+    }
+    let duplicates = sieve.records(&["duplicates"]);
+    assert_eq!(duplicates.len(), 1, "{duplicates:?}");
+    assert!(glacier.contains(&duplicates[0]["title"].as_str().unwrap()));
+
+    // Every unique article is on the articles stream, once, in the sieve's order.
+    runtime().block_on(async {
+        let c = cluster::connect(&nats.url(), Layout::default())
+            .await
+            .unwrap();
+        let published = messages(&c.js, cluster::ARTICLES).await;
+        let ids: Vec<&str> = published
+            .iter()
+            .map(|(_, r)| r["id"].as_str().unwrap())
+            .collect();
+        let stored: Vec<&str> = articles.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, stored);
+        assert_eq!(messages(&c.js, cluster::DUPLICATES).await.len(), 1);
+    });
+    // A second pass of the sieve finds nothing new, and publishes nothing again.
+    sieve.once();
+    assert_eq!(sieve.records(&["articles"]).len(), 4);
+}

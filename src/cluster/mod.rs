@@ -12,6 +12,7 @@
 
 pub mod assign;
 pub mod outbox;
+pub mod roles;
 pub mod wire;
 
 use std::time::Duration;
@@ -161,6 +162,7 @@ pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError>
 /// Host leases: a key per host in a bucket whose entries expire after the lease TTL, taken
 /// with an atomic create and renewed with a compare-and-set on the revision, so that two
 /// fetchers can never both hold one.
+#[derive(Clone)]
 pub struct Leases {
     kv: kv::Store,
 }

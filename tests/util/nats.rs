@@ -5,7 +5,7 @@
 //! binary. Where none is installed, [`NatsServer::start`] returns `None` and the test skips
 //! with a message saying so.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,32 +37,48 @@ impl NatsServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir for JetStream");
-        // A free port: bind, read it, release it (the server binds it a moment later).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        // A port the server picks itself (`-p -1`) and writes to its ports file: no race with
+        // other tests starting servers at the same moment.
+        let mut child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
             .arg(dir.path())
+            .arg("-sd")
+            .arg(dir.path().join("store"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
+        let started = Instant::now();
+        let addr = loop {
+            let url = std::fs::read_to_string(&ports).ok().and_then(|text| {
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                v["nats"][0].as_str().map(str::to_string)
+            });
+            if let Some(addr) = url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("nats://"))
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                && TcpStream::connect(addr).is_ok()
+            {
+                break addr;
+            }
+            if started.elapsed() > Duration::from_secs(10)
+                || child.try_wait().ok().flatten().is_some()
+            {
+                let _ = child.kill();
+                panic!(
+                    "nats-server did not start (no ports file in {})",
+                    dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let server = NatsServer {
             child,
             addr,
             _dir: dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Some(server)
     }
 

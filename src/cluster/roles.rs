@@ -1,0 +1,482 @@
+//! The tasks a cluster role adds to `feedsieve run` (wired in `crate::app`):
+//!
+//! ```text
+//!  fetcher: scheduler ─▶ poll tasks ─▶ publish_reports ─▶ POLLS        (leases: take_hosts)
+//!                                            └─▶ own sieve, entries stripped (feed states only)
+//!  sieve:   POLLS ─▶ intake ─▶ sieve ─▶ store ─▶ Outbox ─▶ ARTICLES, DUPLICATES
+//! ```
+//!
+//! A report is acknowledged to the broker only once the sieve has committed it and the store
+//! is flushed, so a sieve that dies redelivers (from its durable consumer) exactly what it had
+//! not made durable; the outbox then publishes nothing twice (see [`super::outbox`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::outbox::Outbox;
+use super::{ClusterError, Leases, POLLS, wire};
+use crate::config::{ClusterConfig, FeedConfig, Role};
+use crate::poll::{PollOutcome, PollReport};
+use crate::scheduler::Mode;
+use crate::store::Store;
+
+/// The durable consumer the sieve reads poll reports with (a standby resumes from its
+/// acknowledged position).
+pub const SIEVE_CONSUMER: &str = "sieve";
+/// Reports fetched from the broker per request.
+const INTAKE_BATCH: usize = 64;
+
+/// This process's id among the fetchers: its host name and pid.
+pub fn member_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "host" } else { &host },
+        std::process::id()
+    )
+}
+
+/// The host a feed is leased by: the URL's host and port (a `file:` feed is its own host).
+pub fn host_of(feed_url: &str) -> String {
+    match url::Url::parse(feed_url) {
+        Ok(u) => match u.host_str() {
+            Some(h) => format!("{h}:{}", u.port_or_known_default().unwrap_or(0)),
+            None => feed_url.to_string(),
+        },
+        Err(_) => feed_url.to_string(),
+    }
+}
+
+/// A host lease this fetcher holds: the host and the revision to renew or release it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The host.
+    pub host: String,
+    /// Its lease's revision.
+    pub revision: u64,
+}
+
+/// Takes every free lease among the hosts of `feeds`: the feeds on the hosts now held, and
+/// the leases. A host another fetcher holds is left to it, so each feed is polled by one
+/// fetcher.
+pub async fn take_hosts(
+    leases: &Leases,
+    me: &str,
+    feeds: &[FeedConfig],
+) -> Result<(Vec<FeedConfig>, Vec<Held>), ClusterError> {
+    let mut hosts: Vec<String> = feeds.iter().map(|f| host_of(&f.url)).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut held = Vec::new();
+    for host in hosts {
+        if let Some(revision) = leases.take(&host, me).await? {
+            held.push(Held { host, revision });
+        }
+    }
+    let mine: Vec<FeedConfig> = feeds
+        .iter()
+        .filter(|f| {
+            let h = host_of(&f.url);
+            held.iter().any(|l| l.host == h)
+        })
+        .cloned()
+        .collect();
+    info!(
+        hosts = held.len(),
+        feeds = mine.len(),
+        of = feeds.len(),
+        member = me,
+        "Took host leases."
+    );
+    Ok((mine, held))
+}
+
+/// Renews `held` every third of `ttl` until `stop`; a lease lost (expired and taken by
+/// another fetcher) is logged and dropped, its feeds are no longer this fetcher's.
+pub async fn keep_leases(
+    leases: Leases,
+    me: String,
+    mut held: Vec<Held>,
+    ttl: Duration,
+    stop: CancellationToken,
+) -> Vec<Held> {
+    let every = ttl / 3;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return held,
+            () = tokio::time::sleep(every) => {}
+        }
+        let mut kept = Vec::with_capacity(held.len());
+        for l in held {
+            match leases.renew(&l.host, &me, l.revision).await {
+                Ok(Some(revision)) => kept.push(Held { revision, ..l }),
+                Ok(None) => {
+                    warn!(host = %l.host, "Lost the lease on a host (it expired and another fetcher took it).");
+                }
+                Err(e) => {
+                    warn!(host = %l.host, error = %e, "Could not renew a host lease; trying again.");
+                    kept.push(l);
+                }
+            }
+        }
+        held = kept;
+    }
+}
+
+/// Gives up the leases in `held`, so that other fetchers need not wait for them to expire.
+pub async fn release_hosts(leases: &Leases, held: &[Held]) {
+    for l in held {
+        if let Err(e) = leases.release(&l.host, l.revision).await {
+            warn!(host = %l.host, error = %e, "Could not release a host lease; it expires on its own.");
+        }
+    }
+}
+
+/// Publishes every report from `reports` to the polls stream, waiting for the broker's ack of
+/// each (so it is durable before the feed's validators are saved), then hands it, without its
+/// entries, to `forward` (the fetcher's own sieve, which keeps its feed states). Returns the
+/// number published, when `reports` closes.
+pub async fn publish_reports(
+    js: jetstream::Context,
+    mut reports: mpsc::Receiver<PollReport>,
+    forward: Option<mpsc::Sender<PollReport>>,
+) -> Result<u64, ClusterError> {
+    let mut published = 0;
+    while let Some(mut report) = reports.recv().await {
+        let message = wire::encode(&report);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            wire::message_id(&report).as_str(),
+        );
+        let subject = format!(
+            "feedsieve.polls.{:016x}",
+            xxhash_rust::xxh3::xxh3_64(report.feed.url.as_bytes())
+        );
+        let publish_error = |e: String| ClusterError::Publish {
+            name: POLLS,
+            message: e,
+        };
+        js.publish_with_headers(subject, headers, message.into())
+            .await
+            .map_err(|e| publish_error(e.to_string()))?
+            .await
+            .map_err(|e| publish_error(e.to_string()))?;
+        published += 1;
+        if let Some(forward) = &forward {
+            if let PollOutcome::Fetched { entries, .. } = &mut report.outcome {
+                entries.clear();
+            }
+            if forward.send(report).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(published)
+}
+
+/// What the intake did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IntakeStats {
+    /// Reports read from the stream and handed to the sieve.
+    pub reports: u64,
+    /// Messages that were not poll reports (dropped, with a warning each).
+    pub unreadable: u64,
+}
+
+/// The sieve's intake: reads poll reports from the durable consumer in stream order and hands
+/// them to the sieve through `reports`; acknowledges them once `handled` (the sieve's count of
+/// reports committed) covers them and the store is flushed, and publishes the new records
+/// through the outbox. Ends when `stop` is cancelled, or, with `once`, when `sources_done` is
+/// cancelled and the stream has nothing left for it.
+pub async fn intake(
+    js: jetstream::Context,
+    reports: mpsc::Sender<PollReport>,
+    handled: Arc<AtomicU64>,
+    store: Store,
+    once: bool,
+    sources_done: CancellationToken,
+    stop: CancellationToken,
+) -> Result<IntakeStats, ClusterError> {
+    let setup = |e: String| ClusterError::Setup {
+        what: "consumer",
+        name: SIEVE_CONSUMER,
+        message: e,
+    };
+    let stream = js
+        .get_stream(POLLS)
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            SIEVE_CONSUMER,
+            pull::Config {
+                durable_name: Some(SIEVE_CONSUMER.to_string()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                // Acks wait for the sieve's commit and a flush: seconds, not minutes.
+                ack_wait: Duration::from_secs(120),
+                max_ack_pending: 4096,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let mut outbox = Outbox::open(js.clone()).await?;
+    let mut stats = IntakeStats::default();
+    let mut waiting: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        // Whether every source had finished before this fetch: then an empty fetch means the
+        // stream is drained.
+        let sources_were_done = sources_done.is_cancelled();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(INTAKE_BATCH)
+            .expires(Duration::from_millis(250))
+            .messages()
+            .await
+            .map_err(|e| setup(e.to_string()))?;
+        let mut got = 0;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| setup(e.to_string()))?;
+            got += 1;
+            match wire::decode(&m.payload) {
+                Ok(report) => {
+                    if reports.send(report).await.is_err() {
+                        return Ok(stats);
+                    }
+                    stats.reports += 1;
+                    waiting.push_back((stats.reports, m));
+                }
+                Err(e) => {
+                    stats.unreadable += 1;
+                    warn!(error = %e, "Dropped a message of the polls stream that is not a poll report.");
+                    let _ = m.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        settle(&mut waiting, &handled, &store, &mut outbox).await?;
+        if once && got == 0 && sources_were_done {
+            // Caught up: wait for the sieve to commit what it was given, then settle it.
+            while handled.load(Ordering::SeqCst) < stats.reports {
+                if store.is_failed() {
+                    return Err(failed_store());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            settle(&mut waiting, &handled, &store, &mut outbox).await?;
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+fn failed_store() -> ClusterError {
+    ClusterError::Publish {
+        name: POLLS,
+        message: "the store refused a write; the reports not acknowledged are delivered again \
+                  after a restart"
+            .into(),
+    }
+}
+
+/// Flushes the store, acknowledges the reports the sieve has committed, and publishes the new
+/// records. Nothing is acknowledged once the store has failed: those reports come again.
+async fn settle(
+    waiting: &mut VecDeque<(u64, jetstream::Message)>,
+    handled: &AtomicU64,
+    store: &Store,
+    outbox: &mut Outbox,
+) -> Result<(), ClusterError> {
+    let done = handled.load(Ordering::SeqCst);
+    if waiting.front().is_none_or(|(n, _)| *n > done) {
+        return Ok(());
+    }
+    let s = store.clone();
+    let synced = tokio::task::spawn_blocking(move || s.sync())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    if synced.is_err() || store.is_failed() {
+        return Err(failed_store());
+    }
+    while let Some((n, _)) = waiting.front() {
+        if *n > done {
+            break;
+        }
+        if let Some((_, m)) = waiting.pop_front() {
+            m.ack().await.map_err(|e| ClusterError::Publish {
+                name: POLLS,
+                message: format!("acknowledging a report: {e}"),
+            })?;
+        }
+    }
+    outbox.publish(store).await?;
+    Ok(())
+}
+
+/// This process's part in a cluster, as `feedsieve run` wires it: the connection, the role,
+/// the feeds it polls (those of the hosts it holds leases on) and the leases.
+pub struct Part {
+    js: jetstream::Context,
+    leases: Leases,
+    role: Role,
+    me: String,
+    lease_ttl: Duration,
+    held: Vec<Held>,
+    /// The feeds this process polls: none for a sieve.
+    pub feeds: Vec<FeedConfig>,
+}
+
+/// The tasks [`Part::start`] spawned, for [`Part::finish`].
+pub struct Tasks {
+    publisher: Option<tokio::task::JoinHandle<Result<u64, ClusterError>>>,
+    intake: Option<tokio::task::JoinHandle<Result<IntakeStats, ClusterError>>>,
+    intake_stop: CancellationToken,
+    keeper: Option<(tokio::task::JoinHandle<Vec<Held>>, CancellationToken)>,
+}
+
+impl Part {
+    /// Connects, sets up the shared streams and buckets, and (for a fetcher) takes the leases
+    /// it can among the hosts of `feeds`.
+    pub async fn join(c: &ClusterConfig, feeds: &[FeedConfig]) -> anyhow::Result<Part> {
+        let layout = super::Layout {
+            replicas: c.replicas,
+            lease_ttl: c.lease_ttl,
+            ..super::Layout::default()
+        };
+        let cluster = super::connect(&c.nats, layout).await?;
+        let me = member_id();
+        let (feeds, held) = match c.role {
+            Role::Sieve => (Vec::new(), Vec::new()),
+            Role::Fetcher | Role::All => take_hosts(&cluster.leases, &me, feeds).await?,
+        };
+        info!(role = ?c.role, member = %me, nats = %c.nats, "Joined the cluster.");
+        Ok(Part {
+            js: cluster.js,
+            leases: cluster.leases,
+            role: c.role,
+            me,
+            lease_ttl: c.lease_ttl,
+            held,
+            feeds,
+        })
+    }
+
+    /// Starts the role's tasks: `polled` carries the scheduler's reports, `reports` feeds this
+    /// process's sieve, `handled` is the sieve's progress.
+    pub fn start(
+        &self,
+        mode: Mode,
+        polled: mpsc::Receiver<PollReport>,
+        reports: mpsc::Sender<PollReport>,
+        handled: Arc<AtomicU64>,
+        store: &Store,
+        stop: &CancellationToken,
+    ) -> Tasks {
+        let sources_done = CancellationToken::new();
+        let intake_stop = stop.child_token();
+        let (publisher, intake) = match self.role {
+            Role::Fetcher => (
+                Some(tokio::spawn(publish_reports(
+                    self.js.clone(),
+                    polled,
+                    Some(reports),
+                ))),
+                None,
+            ),
+            Role::Sieve => {
+                drop(polled);
+                sources_done.cancel();
+                (None, Some(reports))
+            }
+            Role::All => {
+                let js = self.js.clone();
+                let done = sources_done.clone();
+                let publisher = tokio::spawn(async move {
+                    let published = publish_reports(js, polled, None).await;
+                    done.cancel();
+                    published
+                });
+                (Some(publisher), Some(reports))
+            }
+        };
+        let intake = intake.map(|reports| {
+            tokio::spawn(self::intake(
+                self.js.clone(),
+                reports,
+                handled,
+                store.clone(),
+                mode == Mode::Once,
+                sources_done,
+                intake_stop.clone(),
+            ))
+        });
+        let keeper = (mode == Mode::Forever && !self.held.is_empty()).then(|| {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(keep_leases(
+                self.leases.clone(),
+                self.me.clone(),
+                self.held.clone(),
+                self.lease_ttl,
+                stop.clone(),
+            ));
+            (task, stop)
+        });
+        Tasks {
+            publisher,
+            intake,
+            intake_stop,
+            keeper,
+        }
+    }
+
+    /// Once polling has ended: waits for the reports to be published and (for a sieve) taken
+    /// in, then gives up the host leases.
+    pub async fn finish(&self, tasks: Tasks, stop: &CancellationToken) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        if let Some(p) = tasks.publisher {
+            match p.await {
+                Ok(Ok(n)) => info!(reports = n, "Published the poll reports."),
+                Ok(Err(e)) => result = Err(anyhow::Error::from(e)),
+                Err(e) => result = Err(anyhow::anyhow!("the publisher task failed: {e}")),
+            }
+        }
+        if stop.is_cancelled() {
+            tasks.intake_stop.cancel();
+        }
+        if let Some(i) = tasks.intake {
+            match i.await {
+                Ok(Ok(s)) => info!(
+                    reports = s.reports,
+                    unreadable = s.unreadable,
+                    "Took in the poll reports."
+                ),
+                Ok(Err(e)) => result = result.and(Err(anyhow::Error::from(e))),
+                Err(e) => result = result.and(Err(anyhow::anyhow!("the intake task failed: {e}"))),
+            }
+        }
+        let held = match tasks.keeper {
+            Some((task, stop)) => {
+                stop.cancel();
+                task.await.unwrap_or_default()
+            }
+            None => self.held.clone(),
+        };
+        release_hosts(&self.leases, &held).await;
+        result
+    }
+}
