@@ -194,6 +194,7 @@ pub async fn run(
     // The feed list: the config file's feeds and those added at run time; changes made through
     // the API reach the scheduler at once.
     let (changes, changes_inbox) = mpsc::unbounded_channel();
+    let lease_changes = changes.clone();
     let catalog = Arc::new(Catalog::new(config.feeds.clone(), store.clone()).with_changes(changes));
     let feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
 
@@ -315,7 +316,14 @@ pub async fn run(
         None => (reports, None),
         Some(part) => {
             let (polled, published) = mpsc::channel(SIEVE_QUEUE);
-            let tasks = part.start(mode, published, reports, handled.clone(), &store, &stop);
+            let wiring = crate::cluster::roles::Wiring {
+                polled: published,
+                reports,
+                handled: handled.clone(),
+                store: store.clone(),
+                changes: lease_changes.clone(),
+            };
+            let tasks = part.start(mode, wiring, &stop);
             (polled, Some(tasks))
         }
     };

@@ -7,7 +7,7 @@ use feedsieve::cluster::outbox::{ARTICLES_SUBJECT, Outbox, SEQ_HEADER};
 use feedsieve::cluster::{self, Layout};
 
 use crate::util::nats::NatsServer;
-use crate::util::{FeedServer, Item, TestEnv, rss, story};
+use crate::util::{FeedServer, Item, TestEnv, rss, story, wait_until};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -321,4 +321,99 @@ fn two_fetchers_split_the_hosts_and_one_sieve_stores_each_story_once() {
     // A second pass of the sieve finds nothing new, and publishes nothing again.
     sieve.once();
     assert_eq!(sieve.records(&["articles"]).len(), 4);
+}
+
+/// The feeds whose state in `fetcher` says it polled them since `since`.
+fn polled_since(fetcher: &TestEnv, since: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut urls: Vec<String> = fetcher
+        .records(&["feeds"])
+        .into_iter()
+        .filter(|f| {
+            f["last_fetch"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t > since)
+        })
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    urls.sort();
+    urls
+}
+
+#[test]
+fn running_fetchers_share_the_hosts_and_a_killed_ones_are_taken_over_within_the_ttl() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // Six hosts, one feed each.
+    let servers: Vec<FeedServer> = (1..=6)
+        .map(|i| FeedServer::start_on(&format!("127.0.0.{i}:0")))
+        .collect();
+    let texts: &'static Vec<String> = Box::leak(Box::new(
+        ["solar", "rail", "glacier", "library", "solar", "rail"]
+            .iter()
+            .map(|s| story(s))
+            .collect(),
+    ));
+    let mut urls = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let guid: &'static str = Box::leak(format!("story-{i}").into_boxed_str());
+        let item = Item {
+            guid,
+            link: guid,
+            title: guid,
+            text: &texts[i],
+            date: "Tue, 03 Mar 2026 07:00:00 GMT",
+        };
+        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
+        urls.push(s.url("/f.rss"));
+    }
+    let fetcher = |_: usize| {
+        let env = member(&nats, "fetcher", &urls);
+        let text = std::fs::read_to_string(&env.config)
+            .unwrap()
+            .replace("[poll]\n", "[poll]\ninterval = \"1s\"\n")
+            .replace(
+                "role = \"fetcher\"\n",
+                "role = \"fetcher\"\nlease_ttl = \"1s\"\n",
+            );
+        std::fs::write(&env.config, text).unwrap();
+        env
+    };
+    let (a_env, b_env) = (fetcher(0), fetcher(1));
+    let mut a = a_env.start_daemon();
+    let b = b_env.start_daemon();
+
+    // They settle on the rendezvous split: every feed polled, by one of them only.
+    let all: Vec<String> = {
+        let mut u = urls.clone();
+        u.sort();
+        u
+    };
+    let started = chrono::Utc::now();
+    wait_until(
+        Duration::from_secs(30),
+        "the fetchers to share the hosts",
+        || {
+            let since = chrono::Utc::now() - chrono::Duration::milliseconds(1500);
+            let (pa, pb) = (polled_since(&a_env, since), polled_since(&b_env, since));
+            let mut both = [pa.clone(), pb.clone()].concat();
+            both.sort();
+            chrono::Utc::now() - started > chrono::Duration::seconds(3)
+                && both == all
+                && !pa.is_empty()
+                && !pb.is_empty()
+        },
+    );
+
+    // A dies without a word: B polls every feed within the lease TTL (and a round).
+    a.signal("KILL");
+    wait_until(Duration::from_secs(10), "fetcher A to die", || !a.alive());
+    let killed = chrono::Utc::now();
+    wait_until(Duration::from_secs(15), "fetcher B to take over", || {
+        polled_since(&b_env, killed) == all
+    });
+    let took = chrono::Utc::now() - killed;
+    assert!(took < chrono::Duration::seconds(8), "took {took}");
+    drop(b);
 }

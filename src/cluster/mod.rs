@@ -98,6 +98,8 @@ pub struct Cluster {
     pub js: jetstream::Context,
     /// The host leases.
     pub leases: Leases,
+    /// The live fetchers.
+    pub members: Members,
 }
 
 /// Connects to `url` and makes sure every stream and bucket exists (creating what is missing;
@@ -153,10 +155,17 @@ pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError>
         };
         stores.push(store);
     }
+    let members = Members {
+        kv: stores.swap_remove(1),
+    };
     let leases = Leases {
         kv: stores.swap_remove(0),
     };
-    Ok(Cluster { js, leases })
+    Ok(Cluster {
+        js,
+        leases,
+        members,
+    })
 }
 
 /// Host leases: a key per host in a bucket whose entries expire after the lease TTL, taken
@@ -228,5 +237,40 @@ impl Leases {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+/// The live fetchers: each puts its id in a bucket whose entries expire after the lease TTL,
+/// and puts it again while it lives, so the list is who renewed within one TTL.
+#[derive(Clone)]
+pub struct Members {
+    kv: kv::Store,
+}
+
+impl Members {
+    /// Says `me` is alive (again).
+    pub async fn heartbeat(&self, me: &str) -> Result<(), ClusterError> {
+        self.kv
+            .put(me, Bytes::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Lease {
+                key: me.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The live fetchers' ids, sorted.
+    pub async fn list(&self) -> Result<Vec<String>, ClusterError> {
+        use futures_util::TryStreamExt;
+        let error = |e: String| ClusterError::Lease {
+            key: MEMBERS.to_string(),
+            message: e,
+        };
+        let keys = self.kv.keys().await.map_err(|e| error(e.to_string()))?;
+        let mut ids: Vec<String> = keys.try_collect().await.map_err(|e| error(e.to_string()))?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 }

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use super::outbox::Outbox;
 use super::{ClusterError, Leases, POLLS, wire};
+use crate::catalog::Change;
 use crate::config::{ClusterConfig, FeedConfig, Role};
 use crate::poll::{PollOutcome, PollReport};
 use crate::scheduler::Mode;
@@ -102,35 +103,113 @@ pub async fn take_hosts(
     Ok((mine, held))
 }
 
-/// Renews `held` every third of `ttl` until `stop`; a lease lost (expired and taken by
-/// another fetcher) is logged and dropped, its feeds are no longer this fetcher's.
+/// A running fetcher's leases, every third of the TTL until `stop`: it says it is alive,
+/// reads who else is, and moves towards the rendezvous assignment ([`super::assign`]) over the
+/// live fetchers. It renews the leases of its own hosts, releases those that are now another
+/// fetcher's (one that joined), and takes the free ones that are its own (a dead fetcher's,
+/// once their leases expired, or a released one). Each host it gains or loses becomes
+/// `Added` and `Removed` changes for the scheduler. Returns the leases held at the end.
 pub async fn keep_leases(
-    leases: Leases,
+    cluster: (Leases, super::Members),
     me: String,
     mut held: Vec<Held>,
+    feeds: Vec<FeedConfig>,
+    changes: mpsc::UnboundedSender<Change>,
     ttl: Duration,
     stop: CancellationToken,
 ) -> Vec<Held> {
+    let (leases, members) = cluster;
+    let mut hosts: Vec<String> = feeds.iter().map(|f| host_of(&f.url)).collect();
+    hosts.sort();
+    hosts.dedup();
+    let feeds_of = |host: &str| -> Vec<FeedConfig> {
+        feeds
+            .iter()
+            .filter(|f| host_of(&f.url) == host)
+            .cloned()
+            .collect()
+    };
     let every = ttl / 3;
     loop {
-        tokio::select! {
-            () = stop.cancelled() => return held,
-            () = tokio::time::sleep(every) => {}
+        if let Err(e) = members.heartbeat(&me).await {
+            warn!(error = %e, "Could not renew this fetcher's membership; trying again.");
         }
+        let live = match members.list().await {
+            Ok(mut live) => {
+                if !live.contains(&me) {
+                    live.push(me.clone());
+                }
+                Some(live)
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not list the live fetchers; only renewing leases.");
+                None
+            }
+        };
+        let mine = |host: &str| {
+            live.as_ref()
+                .is_none_or(|l| super::assign::owner(host, l) == Some(me.as_str()))
+        };
+        tracing::debug!(?live, held = held.len(), "Lease round.");
         let mut kept = Vec::with_capacity(held.len());
         for l in held {
-            match leases.renew(&l.host, &me, l.revision).await {
-                Ok(Some(revision)) => kept.push(Held { revision, ..l }),
-                Ok(None) => {
-                    warn!(host = %l.host, "Lost the lease on a host (it expired and another fetcher took it).");
+            let lost = if !mine(&l.host) {
+                let _ = leases.release(&l.host, l.revision).await;
+                info!(host = %l.host, "Handed a host over to the fetcher it belongs to now.");
+                true
+            } else {
+                match leases.renew(&l.host, &me, l.revision).await {
+                    Ok(Some(revision)) => {
+                        kept.push(Held {
+                            revision,
+                            ..l.clone()
+                        });
+                        false
+                    }
+                    Ok(None) => {
+                        warn!(host = %l.host, "Lost the lease on a host (it expired and another fetcher took it).");
+                        true
+                    }
+                    Err(e) => {
+                        warn!(host = %l.host, error = %e, "Could not renew a host lease; trying again.");
+                        kept.push(l.clone());
+                        false
+                    }
                 }
-                Err(e) => {
-                    warn!(host = %l.host, error = %e, "Could not renew a host lease; trying again.");
-                    kept.push(l);
+            };
+            if lost {
+                for f in feeds_of(&l.host) {
+                    let _ = changes.send(Change::Removed(f.url));
                 }
             }
         }
         held = kept;
+        if live.is_some() {
+            for host in &hosts {
+                if held.iter().any(|l| &l.host == host) || !mine(host) {
+                    continue;
+                }
+                match leases.take(host, &me).await {
+                    Ok(Some(revision)) => {
+                        info!(host = %host, "Took over a host.");
+                        held.push(Held {
+                            host: host.clone(),
+                            revision,
+                        });
+                        for f in feeds_of(host) {
+                            let _ = changes.send(Change::Added(f));
+                        }
+                    }
+                    // Still held by its last fetcher: free once released or expired.
+                    Ok(None) => {}
+                    Err(e) => warn!(host = %host, error = %e, "Could not take a host lease."),
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return held,
+            () = tokio::time::sleep(every) => {}
+        }
     }
 }
 
@@ -333,12 +412,29 @@ async fn settle(
 pub struct Part {
     js: jetstream::Context,
     leases: Leases,
+    members: super::Members,
+    /// Every feed configured: the hosts a fetcher may come to hold.
+    all_feeds: Vec<FeedConfig>,
     role: Role,
     me: String,
     lease_ttl: Duration,
     held: Vec<Held>,
     /// The feeds this process polls: none for a sieve.
     pub feeds: Vec<FeedConfig>,
+}
+
+/// What `feedsieve run` hands a cluster part.
+pub struct Wiring {
+    /// The scheduler's reports.
+    pub polled: mpsc::Receiver<PollReport>,
+    /// This process's sieve.
+    pub reports: mpsc::Sender<PollReport>,
+    /// The sieve's progress (reports handled).
+    pub handled: Arc<AtomicU64>,
+    /// The store.
+    pub store: Store,
+    /// Feed changes for the scheduler: the feeds of hosts a running fetcher gains or loses.
+    pub changes: mpsc::UnboundedSender<Change>,
 }
 
 /// The tasks [`Part::start`] spawned, for [`Part::finish`].
@@ -360,6 +456,10 @@ impl Part {
         };
         let cluster = super::connect(&c.nats, layout).await?;
         let me = member_id();
+        if c.role != Role::Sieve {
+            cluster.members.heartbeat(&me).await?;
+        }
+        let all_feeds = feeds.to_vec();
         let (feeds, held) = match c.role {
             Role::Sieve => (Vec::new(), Vec::new()),
             Role::Fetcher | Role::All => take_hosts(&cluster.leases, &me, feeds).await?,
@@ -368,6 +468,8 @@ impl Part {
         Ok(Part {
             js: cluster.js,
             leases: cluster.leases,
+            members: cluster.members,
+            all_feeds,
             role: c.role,
             me,
             lease_ttl: c.lease_ttl,
@@ -376,17 +478,15 @@ impl Part {
         })
     }
 
-    /// Starts the role's tasks: `polled` carries the scheduler's reports, `reports` feeds this
-    /// process's sieve, `handled` is the sieve's progress.
-    pub fn start(
-        &self,
-        mode: Mode,
-        polled: mpsc::Receiver<PollReport>,
-        reports: mpsc::Sender<PollReport>,
-        handled: Arc<AtomicU64>,
-        store: &Store,
-        stop: &CancellationToken,
-    ) -> Tasks {
+    /// Starts the role's tasks on `wiring`.
+    pub fn start(&self, mode: Mode, wiring: Wiring, stop: &CancellationToken) -> Tasks {
+        let Wiring {
+            polled,
+            reports,
+            handled,
+            store,
+            changes,
+        } = wiring;
         let sources_done = CancellationToken::new();
         let intake_stop = stop.child_token();
         let (publisher, intake) = match self.role {
@@ -419,18 +519,20 @@ impl Part {
                 self.js.clone(),
                 reports,
                 handled,
-                store.clone(),
+                store,
                 mode == Mode::Once,
                 sources_done,
                 intake_stop.clone(),
             ))
         });
-        let keeper = (mode == Mode::Forever && !self.held.is_empty()).then(|| {
+        let keeper = (mode == Mode::Forever && self.role != Role::Sieve).then(|| {
             let stop = CancellationToken::new();
             let task = tokio::spawn(keep_leases(
-                self.leases.clone(),
+                (self.leases.clone(), self.members.clone()),
                 self.me.clone(),
                 self.held.clone(),
+                self.all_feeds.clone(),
+                changes,
                 self.lease_ttl,
                 stop.clone(),
             ));
