@@ -70,7 +70,7 @@ pub struct Config {
 /// `crate::cluster`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// The NATS server's URL (`nats://host:port`).
+    /// The NATS server's URL (`nats://host:port`), or several of one cluster, comma-separated.
     pub nats: String,
     /// What this process does.
     pub role: Role,
@@ -472,11 +472,16 @@ impl RawConfig {
             None => None,
             Some(c) => {
                 let nats = c.nats.get_ref().trim();
-                if !(nats.starts_with("nats://") || nats.starts_with("tls://")) {
+                if !nats.split(',').all(|u| {
+                    let u = u.trim();
+                    u.starts_with("nats://") || u.starts_with("tls://")
+                }) {
                     return Err(invalid(
                         c.nats.span(),
                         "cluster.nats".into(),
-                        "must be a NATS URL such as nats://127.0.0.1:4222".into(),
+                        "must be a NATS URL such as nats://127.0.0.1:4222, or several of one \
+                         cluster separated by commas"
+                            .into(),
                     ));
                 }
                 let replicas = *c.replicas.get_ref();
@@ -749,6 +754,13 @@ mod tests {
             .unwrap();
         assert_eq!((all.role, all.replicas), (Role::All, 3));
         assert_eq!(all.lease_ttl, Duration::from_secs(30));
+        let several = "[cluster]\nnats = \"nats://a:4222, nats://b:4222\"\n";
+        assert_eq!(
+            parse(several).unwrap().cluster.unwrap().nats,
+            "nats://a:4222, nats://b:4222"
+        );
+        let e = err("[cluster]\nnats = \"nats://a:4222,b:4222\"\n");
+        assert!(e.contains("cluster.nats"), "{e}");
         let e = err("[cluster]\nnats = \"http://n:4222\"\n");
         assert!(e.contains("cluster.nats") && e.contains("nats://"), "{e}");
         let e = err("[cluster]\nnats = \"nats://n:4222\"\nrole = \"leader\"\n");

@@ -417,3 +417,81 @@ fn running_fetchers_share_the_hosts_and_a_killed_ones_are_taken_over_within_the_
     assert!(took < chrono::Duration::seconds(8), "took {took}");
     drop(b);
 }
+
+#[test]
+fn on_a_three_node_nats_cluster_ingestion_goes_on_when_a_node_stops_and_loses_nothing() {
+    let Some(mut nats) = crate::util::nats::NatsCluster::start() else {
+        return;
+    };
+    // Feeds that grow by an item every 100 ms; one process fetching and sieving, streams on
+    // three replicas.
+    let mut publisher = crate::util::Publisher::start(&["alpha", "bravo", "charlie"]);
+    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &publisher.urls);
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(&format!(
+        "[cluster]\nnats = \"{}\"\nrole = \"all\"\nreplicas = 3\n",
+        nats.urls()
+    ));
+    std::fs::write(&env.config, text).unwrap();
+    let daemon = env.start_daemon();
+    wait_until(Duration::from_secs(30), "20 articles", || {
+        crate::util::listed(&env).len() >= 20
+    });
+    nats.stop(2);
+    let at_stop = crate::util::listed(&env).len();
+    wait_until(Duration::from_secs(30), "ingestion to go on", || {
+        crate::util::listed(&env).len() >= at_stop + 30
+    });
+    publisher.stop();
+    // Every item the feeds list now is stored, and on the articles stream once.
+    let served: usize = publisher
+        .urls
+        .iter()
+        .map(|u| {
+            let path = u.split_once("127.0.0.1:").unwrap().1;
+            let (addr, path) = path.split_once('/').unwrap();
+            let (_, body) =
+                crate::util::http_get(&format!("127.0.0.1:{addr}"), &format!("/{path}"), None);
+            body.matches("<item>").count()
+        })
+        .sum();
+    eprintln!("three-node: {at_stop} stored when node 2 stopped, {served} served in all");
+    wait_until(Duration::from_secs(30), "every item stored", || {
+        crate::util::listed(&env).len() == served
+    });
+    // JetStream may still be electing leaders after the stop: ask until it answers.
+    runtime().block_on(wait_until_async(|| async {
+        let Ok(c) = cluster::connect(
+            &nats.urls(),
+            Layout {
+                replicas: 3,
+                ..Layout::default()
+            },
+        )
+        .await
+        else {
+            return false;
+        };
+        let Ok(mut articles) = c.js.get_stream(cluster::ARTICLES).await else {
+            return false;
+        };
+        articles
+            .info()
+            .await
+            .is_ok_and(|i| i.state.messages == served as u64)
+    }));
+    drop(daemon);
+}
+
+/// Polls `f` until it is true (30 s at most).
+async fn wait_until_async<F, Fut>(f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

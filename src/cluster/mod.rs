@@ -104,8 +104,19 @@ pub struct Cluster {
 
 /// Connects to `url` and makes sure every stream and bucket exists (creating what is missing;
 /// existing ones are used as they are).
+/// `url` may list several servers of one NATS cluster, separated by commas: the client
+/// connects to one and moves to another when it goes away.
 pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError> {
-    let client = async_nats::connect(url)
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: std::io::Error| ClusterError::Setup {
+            what: "connection",
+            name: "cluster.nats",
+            message: e.to_string(),
+        })?;
+    let client = async_nats::connect(servers)
         .await
         .map_err(|source| ClusterError::Connect {
             url: url.to_string(),

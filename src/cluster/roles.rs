@@ -35,6 +35,11 @@ use crate::store::Store;
 pub const SIEVE_CONSUMER: &str = "sieve";
 /// Reports fetched from the broker per request.
 const INTAKE_BATCH: usize = 64;
+/// First wait before a publish or a fetch the broker refused is tried again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// This process's id among the fetchers: its host name and pid.
 pub fn member_id() -> String {
@@ -243,15 +248,28 @@ pub async fn publish_reports(
             "feedsieve.polls.{:016x}",
             xxhash_rust::xxh3::xxh3_64(report.feed.url.as_bytes())
         );
-        let publish_error = |e: String| ClusterError::Publish {
-            name: POLLS,
-            message: e,
-        };
-        js.publish_with_headers(subject, headers, message.into())
-            .await
-            .map_err(|e| publish_error(e.to_string()))?
-            .await
-            .map_err(|e| publish_error(e.to_string()))?;
+        // The broker may be electing a new stream leader (a node stopped) or be away for a
+        // while: the report waits, and is published again until the broker acks it. A repeat
+        // it had already stored carries the same Nats-Msg-Id and is dropped.
+        let message = bytes::Bytes::from(message);
+        let mut delay = RETRY_FIRST;
+        loop {
+            let acked = match js
+                .publish_with_headers(subject.clone(), headers.clone(), message.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match acked {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(feed = %report.feed.url, error = %e, retry_in_ms = delay.as_millis() as u64, "Could not publish a poll report; trying again.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
         published += 1;
         if let Some(forward) = &forward {
             if let PollOutcome::Fetched { entries, .. } = &mut report.outcome {
@@ -321,16 +339,30 @@ pub async fn intake(
         // Whether every source had finished before this fetch: then an empty fetch means the
         // stream is drained.
         let sources_were_done = sources_done.is_cancelled();
-        let mut batch = consumer
+        let mut batch = match consumer
             .fetch()
             .max_messages(INTAKE_BATCH)
             .expires(Duration::from_millis(250))
             .messages()
             .await
-            .map_err(|e| setup(e.to_string()))?;
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                // A node stopped, or a consumer leader is being elected: try again.
+                warn!(error = %e, "Could not fetch poll reports; trying again.");
+                tokio::time::sleep(RETRY_FIRST * 5).await;
+                continue;
+            }
+        };
         let mut got = 0;
         while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| setup(e.to_string()))?;
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "A fetch of poll reports ended early; trying again.");
+                    break;
+                }
+            };
             got += 1;
             match wire::decode(&m.payload) {
                 Ok(report) => {
@@ -392,18 +424,21 @@ async fn settle(
     if synced.is_err() || store.is_failed() {
         return Err(failed_store());
     }
-    while let Some((n, _)) = waiting.front() {
+    while let Some((n, m)) = waiting.front() {
         if *n > done {
             break;
         }
-        if let Some((_, m)) = waiting.pop_front() {
-            m.ack().await.map_err(|e| ClusterError::Publish {
-                name: POLLS,
-                message: format!("acknowledging a report: {e}"),
-            })?;
+        // Acknowledged for sure (`double_ack`), or kept to try again at the next settle; a
+        // report whose ack was lost comes back and is skipped as already stored.
+        if let Err(e) = m.double_ack().await {
+            warn!(error = %e, "Could not acknowledge a poll report; trying again.");
+            break;
         }
+        waiting.pop_front();
     }
-    outbox.publish(store).await?;
+    if let Err(e) = outbox.publish(store).await {
+        warn!(error = %e, "Could not publish the new articles; trying again.");
+    }
     Ok(())
 }
 

@@ -94,3 +94,107 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// Three `nats-server -js` processes routed into one NATS cluster on loopback, for streams
+/// with three replicas.
+pub struct NatsCluster {
+    /// The nodes; [`NatsCluster::stop`] ends one.
+    nodes: Vec<Option<Child>>,
+    urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts three nodes and waits for JetStream to be ready on all, or `None` (after printing
+    /// why) when no `nats-server` is installed.
+    pub fn start() -> Option<NatsCluster> {
+        // The installed check and the message are NatsServer's.
+        drop(NatsServer::start()?);
+        let bin = std::env::var_os("NATS_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("nats-server"));
+        let dir = tempfile::tempdir().expect("temp dir for the NATS cluster");
+        // Route and client ports must be known before any node starts: free ones, released just
+        // before the nodes bind them.
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free(), free(), free())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("nats://127.0.0.1:{route}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (client, _, monitor)) in ports.iter().enumerate() {
+            let child = Command::new(&bin)
+                .args(["-js", "-a", "127.0.0.1", "-n", &format!("node{i}")])
+                .args(["-p", &client.to_string(), "-m", &monitor.to_string()])
+                .args(["--cluster_name", "feedsieve-test"])
+                .args(["--cluster", &routes[i], "--routes", &routes.join(",")])
+                .arg("-sd")
+                .arg(dir.path().join(format!("node{i}")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a nats-server node");
+            nodes.push(Some(child));
+        }
+        let started = Instant::now();
+        for (_, _, monitor) in &ports {
+            // `/healthz` answers 200 once the node's JetStream is current.
+            loop {
+                let ok =
+                    TcpStream::connect(("127.0.0.1", *monitor))
+                        .and_then(|mut s| {
+                            use std::io::{Read, Write};
+                            s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")?;
+                            let mut answer = String::new();
+                            s.read_to_string(&mut answer)?;
+                            Ok(answer.starts_with("HTTP/1.0 200")
+                                || answer.starts_with("HTTP/1.1 200"))
+                        })
+                        .unwrap_or(false);
+                if ok {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the NATS cluster did not become healthy"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(NatsCluster {
+            nodes,
+            urls: ports
+                .iter()
+                .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
+                .collect(),
+            _dir: dir,
+        })
+    }
+
+    /// The client URLs of all nodes, comma-separated (as `cluster.nats` takes them).
+    pub fn urls(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// Stops node `i` (SIGKILL).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i);
+        }
+    }
+}
