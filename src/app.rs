@@ -201,7 +201,7 @@ pub async fn run(
     // In a cluster (`[cluster]`): the shared streams, and which feeds this process polls.
     let cluster = match &config.cluster {
         None => None,
-        Some(c) => Some(crate::cluster::roles::Part::join(c, &feeds).await?),
+        Some(c) => Some(crate::cluster::roles::Part::join(c, &feeds, &config.data_dir).await?),
     };
     let feeds = match &cluster {
         Some(part) => part.feeds.clone(),
@@ -229,8 +229,12 @@ pub async fn run(
                 pid: std::process::id(),
                 listen: bound,
             };
+            // Written aside and renamed into place: a command (or a test) that sees the file
+            // never reads it half written.
             let path = daemon_info_path(&config.data_dir);
-            std::fs::write(&path, serde_json::to_vec(&info)?)
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&info)?)
+                .and_then(|()| std::fs::rename(&tmp, &path))
                 .with_context(|| format!("cannot write {}", path.display()))?;
             Some(tokio::spawn(async move { server.await }))
         }

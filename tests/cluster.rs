@@ -495,3 +495,89 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn when_the_sieve_leader_dies_the_standby_leads_and_every_article_is_published_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut publisher = crate::util::Publisher::start(&["delta", "echo", "foxtrot"]);
+    let with_cluster = |role: &str| {
+        let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &publisher.urls);
+        let mut text = std::fs::read_to_string(&env.config).unwrap();
+        text.push_str(&format!(
+            "[cluster]\nnats = \"{}\"\nrole = \"{role}\"\nlease_ttl = \"1s\"\n",
+            nats.url()
+        ));
+        std::fs::write(&env.config, text).unwrap();
+        env
+    };
+    let (fetcher_env, a_env, b_env) = (
+        with_cluster("fetcher"),
+        with_cluster("sieve"),
+        with_cluster("sieve"),
+    );
+    let _fetcher = fetcher_env.start_daemon();
+    let mut a = a_env.start_daemon();
+    wait_until(Duration::from_secs(20), "sieve A to lead", || {
+        a.log().contains("This sieve leads")
+    });
+    let b = b_env.start_daemon();
+    let rt = runtime();
+    let c = rt
+        .block_on(cluster::connect(&nats.url(), Layout::default()))
+        .unwrap();
+    let published = || {
+        rt.block_on(async {
+            let mut s = c.js.get_stream(cluster::ARTICLES).await.unwrap();
+            s.info().await.unwrap().state.messages as usize
+        })
+    };
+    wait_until(Duration::from_secs(30), "20 articles published", || {
+        published() >= 20
+    });
+    assert!(
+        !b.log().contains("This sieve leads"),
+        "B stood by while A led"
+    );
+
+    // A dies mid-ingest; B takes the lead within the TTL and goes on from where A's last
+    // published article left the stream.
+    a.signal("KILL");
+    wait_until(Duration::from_secs(10), "sieve A to die", || !a.alive());
+    let at_kill = published();
+    wait_until(Duration::from_secs(20), "sieve B to lead", || {
+        b.log().contains("This sieve leads")
+    });
+    wait_until(Duration::from_secs(30), "publishing to go on", || {
+        published() >= at_kill + 20
+    });
+    publisher.stop();
+    let served: usize = publisher
+        .urls
+        .iter()
+        .map(|u| {
+            let rest = u.split_once("127.0.0.1:").unwrap().1;
+            let (port, path) = rest.split_once('/').unwrap();
+            let (_, body) =
+                crate::util::http_get(&format!("127.0.0.1:{port}"), &format!("/{path}"), None);
+            body.matches("<item>").count()
+        })
+        .sum();
+    eprintln!("standby: {at_kill} published when A died, {served} served in all");
+    wait_until(Duration::from_secs(30), "every item published", || {
+        published() >= served && crate::util::listed(&b_env).len() >= served
+    });
+    // Exactly once, in B's order, with seqs 1, 2, 3, ... on the stream.
+    let stream = rt.block_on(messages(&c.js, cluster::ARTICLES));
+    assert_eq!(stream.len(), served);
+    let stored = crate::util::listed(&b_env);
+    for (i, (seq, record)) in stream.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(
+            stored.get(seq).map(|id| id.trim_matches('"')),
+            record["id"].as_str()
+        );
+    }
+    drop(b);
+}

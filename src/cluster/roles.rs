@@ -283,6 +283,71 @@ pub async fn publish_reports(
     Ok(published)
 }
 
+/// The pseudo-host whose lease makes a sieve the leader.
+const LEADER: &str = "feedsieve:sieve-leader";
+
+/// Holds or waits for the sieve leadership, every third of `ttl` until `stop`: a sieve that
+/// takes the lease leads (publishes), one that finds it held stands by, and one that loses it
+/// (it could not renew within the TTL) stops publishing at once. Releases it at the end.
+pub async fn lead(
+    leases: Leases,
+    me: String,
+    leader: Arc<std::sync::atomic::AtomicBool>,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    let mut held: Option<u64> = None;
+    loop {
+        held = match held {
+            None => match leases.take(LEADER, &me).await {
+                Ok(Some(revision)) => {
+                    info!(member = %me, "This sieve leads: it publishes the articles.");
+                    Some(revision)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(error = %e, "Could not try for the sieve leadership; trying again.");
+                    None
+                }
+            },
+            Some(revision) => match leases.renew(LEADER, &me, revision).await {
+                Ok(Some(revision)) => Some(revision),
+                Ok(None) => {
+                    warn!(member = %me, "Lost the sieve leadership; standing by.");
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "Could not renew the sieve leadership; trying again.");
+                    Some(revision)
+                }
+            },
+        };
+        leader.store(held.is_some(), Ordering::SeqCst);
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
+    }
+    leader.store(false, Ordering::SeqCst);
+    if let Some(revision) = held {
+        let _ = leases.release(LEADER, revision).await;
+    }
+}
+
+/// The name of this sieve's durable consumer: stable across restarts of the same sieve (its
+/// host and data directory), distinct between sieves.
+pub fn consumer_name(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let key = format!("{}\0{}", host.trim(), dir.display());
+    format!(
+        "{SIEVE_CONSUMER}-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    )
+}
+
 /// What the intake did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IntakeStats {
@@ -292,20 +357,48 @@ pub struct IntakeStats {
     pub unreadable: u64,
 }
 
-/// The sieve's intake: reads poll reports from the durable consumer in stream order and hands
-/// them to the sieve through `reports`; acknowledges them once `handled` (the sieve's count of
-/// reports committed) covers them and the store is flushed, and publishes the new records
-/// through the outbox. Ends when `stop` is cancelled, or, with `once`, when `sources_done` is
+/// The sieve's intake: what [`intake`] works with.
+pub struct Intake {
+    /// The JetStream context.
+    pub js: jetstream::Context,
+    /// This process's sieve.
+    pub reports: mpsc::Sender<PollReport>,
+    /// The sieve's count of reports committed.
+    pub handled: Arc<AtomicU64>,
+    /// The store the sieve writes.
+    pub store: Store,
+    /// This sieve's durable consumer: its own position in the polls stream.
+    pub consumer: String,
+    /// Whether this sieve leads (publishes the articles); see [`lead`].
+    pub leader: Arc<std::sync::atomic::AtomicBool>,
+    /// `run --once`: end once the sources are done and the stream is drained.
+    pub once: bool,
+    /// Cancelled when every local source of reports has finished.
+    pub sources_done: CancellationToken,
+    /// Cancelled to stop.
+    pub stop: CancellationToken,
+}
+
+/// Reads poll reports from the sieve's durable consumer in stream order and hands them to the
+/// sieve; acknowledges them once the sieve's count of reports committed covers them and the
+/// store is flushed; and, while this sieve leads, publishes the new records through the
+/// outbox. Every sieve, leader or standby, takes in every report into its own store: the
+/// judgement is the same in the same order, so a standby holds the same articles under the
+/// same seqs, and when it takes the lead its outbox goes on from the last article the old
+/// leader published. Ends when `stop` is cancelled, or, with `once`, when `sources_done` is
 /// cancelled and the stream has nothing left for it.
-pub async fn intake(
-    js: jetstream::Context,
-    reports: mpsc::Sender<PollReport>,
-    handled: Arc<AtomicU64>,
-    store: Store,
-    once: bool,
-    sources_done: CancellationToken,
-    stop: CancellationToken,
-) -> Result<IntakeStats, ClusterError> {
+pub async fn intake(i: Intake) -> Result<IntakeStats, ClusterError> {
+    let Intake {
+        js,
+        reports,
+        handled,
+        store,
+        consumer: name,
+        leader,
+        once,
+        sources_done,
+        stop,
+    } = i;
     let setup = |e: String| ClusterError::Setup {
         what: "consumer",
         name: SIEVE_CONSUMER,
@@ -317,9 +410,9 @@ pub async fn intake(
         .map_err(|e| setup(e.to_string()))?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
-            SIEVE_CONSUMER,
+            &name,
             pull::Config {
-                durable_name: Some(SIEVE_CONSUMER.to_string()),
+                durable_name: Some(name.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 // Acks wait for the sieve's commit and a flush: seconds, not minutes.
                 ack_wait: Duration::from_secs(120),
@@ -329,7 +422,11 @@ pub async fn intake(
         )
         .await
         .map_err(|e| setup(e.to_string()))?;
-    let mut outbox = Outbox::open(js.clone()).await?;
+    let mut outbox = Publishing {
+        js: js.clone(),
+        leader,
+        outbox: None,
+    };
     let mut stats = IntakeStats::default();
     let mut waiting: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
     loop {
@@ -404,13 +501,44 @@ fn failed_store() -> ClusterError {
     }
 }
 
+/// The outbox, open while this sieve leads: opened when it takes the lead (reading where the
+/// streams end, as the last leader left them), dropped when it loses it.
+struct Publishing {
+    js: jetstream::Context,
+    leader: Arc<std::sync::atomic::AtomicBool>,
+    outbox: Option<Outbox>,
+}
+
+impl Publishing {
+    async fn publish(&mut self, store: &Store) {
+        if !self.leader.load(Ordering::SeqCst) {
+            self.outbox = None;
+            return;
+        }
+        if self.outbox.is_none() {
+            match Outbox::open(self.js.clone()).await {
+                Ok(o) => self.outbox = Some(o),
+                Err(e) => {
+                    warn!(error = %e, "Could not read where the articles stream ends; trying again.");
+                    return;
+                }
+            }
+        }
+        if let Some(o) = &mut self.outbox
+            && let Err(e) = o.publish(store).await
+        {
+            warn!(error = %e, "Could not publish the new articles; trying again.");
+        }
+    }
+}
+
 /// Flushes the store, acknowledges the reports the sieve has committed, and publishes the new
 /// records. Nothing is acknowledged once the store has failed: those reports come again.
 async fn settle(
     waiting: &mut VecDeque<(u64, jetstream::Message)>,
     handled: &AtomicU64,
     store: &Store,
-    outbox: &mut Outbox,
+    outbox: &mut Publishing,
 ) -> Result<(), ClusterError> {
     let done = handled.load(Ordering::SeqCst);
     if waiting.front().is_none_or(|(n, _)| *n > done) {
@@ -436,9 +564,7 @@ async fn settle(
         }
         waiting.pop_front();
     }
-    if let Err(e) = outbox.publish(store).await {
-        warn!(error = %e, "Could not publish the new articles; trying again.");
-    }
+    outbox.publish(store).await;
     Ok(())
 }
 
@@ -454,6 +580,10 @@ pub struct Part {
     me: String,
     lease_ttl: Duration,
     held: Vec<Held>,
+    /// This sieve's durable consumer.
+    consumer: String,
+    /// Whether this sieve leads now.
+    leader: Arc<std::sync::atomic::AtomicBool>,
     /// The feeds this process polls: none for a sieve.
     pub feeds: Vec<FeedConfig>,
 }
@@ -478,12 +608,17 @@ pub struct Tasks {
     intake: Option<tokio::task::JoinHandle<Result<IntakeStats, ClusterError>>>,
     intake_stop: CancellationToken,
     keeper: Option<(tokio::task::JoinHandle<Vec<Held>>, CancellationToken)>,
+    leading: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
 impl Part {
     /// Connects, sets up the shared streams and buckets, and (for a fetcher) takes the leases
     /// it can among the hosts of `feeds`.
-    pub async fn join(c: &ClusterConfig, feeds: &[FeedConfig]) -> anyhow::Result<Part> {
+    pub async fn join(
+        c: &ClusterConfig,
+        feeds: &[FeedConfig],
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Part> {
         let layout = super::Layout {
             replicas: c.replicas,
             lease_ttl: c.lease_ttl,
@@ -509,6 +644,8 @@ impl Part {
             me,
             lease_ttl: c.lease_ttl,
             held,
+            consumer: consumer_name(data_dir),
+            leader: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             feeds,
         })
     }
@@ -549,16 +686,29 @@ impl Part {
                 (Some(publisher), Some(reports))
             }
         };
+        let leading = intake.as_ref().map(|_| {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(lead(
+                self.leases.clone(),
+                self.me.clone(),
+                self.leader.clone(),
+                self.lease_ttl,
+                stop.clone(),
+            ));
+            (task, stop)
+        });
         let intake = intake.map(|reports| {
-            tokio::spawn(self::intake(
-                self.js.clone(),
+            tokio::spawn(self::intake(Intake {
+                js: self.js.clone(),
                 reports,
                 handled,
                 store,
-                mode == Mode::Once,
+                consumer: self.consumer.clone(),
+                leader: self.leader.clone(),
+                once: mode == Mode::Once,
                 sources_done,
-                intake_stop.clone(),
-            ))
+                stop: intake_stop.clone(),
+            }))
         });
         let keeper = (mode == Mode::Forever && self.role != Role::Sieve).then(|| {
             let stop = CancellationToken::new();
@@ -578,6 +728,7 @@ impl Part {
             intake,
             intake_stop,
             keeper,
+            leading,
         }
     }
 
@@ -605,6 +756,10 @@ impl Part {
                 Ok(Err(e)) => result = result.and(Err(anyhow::Error::from(e))),
                 Err(e) => result = result.and(Err(anyhow::anyhow!("the intake task failed: {e}"))),
             }
+        }
+        if let Some((task, stop)) = tasks.leading {
+            stop.cancel();
+            let _ = task.await;
         }
         let held = match tasks.keeper {
             Some((task, stop)) => {
