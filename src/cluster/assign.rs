@@ -6,7 +6,7 @@
 //! across the cluster as they do in one process: one fetcher polls all of a host's feeds.
 
 /// The weight of `member` for `host`; the member with the highest weight owns the host.
-fn weight(host: &str, member: &str) -> u64 {
+pub fn weight(host: &str, member: &str) -> u64 {
     let mut key = Vec::with_capacity(host.len() + member.len() + 1);
     key.extend_from_slice(host.as_bytes());
     key.push(0);

@@ -26,6 +26,9 @@ pub const POLLS: &str = "FEEDSIEVE_POLLS";
 pub const ARTICLES: &str = "FEEDSIEVE_ARTICLES";
 /// Stream of the duplicate records.
 pub const DUPLICATES: &str = "FEEDSIEVE_DUPLICATES";
+/// How long poll reports stay in their stream: a sieve (or standby) away for longer cannot
+/// catch up from it and must be copied from another sieve's data directory.
+pub const KEEP_POLLS: Duration = Duration::from_secs(7 * 86_400);
 /// Bucket of host leases.
 pub const LEASES: &str = "feedsieve_leases";
 /// Bucket of live fetchers.
@@ -123,14 +126,16 @@ pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError>
             source,
         })?;
     let js = jetstream::new(client);
-    for (name, subject) in [
-        (POLLS, "feedsieve.polls.>"),
-        (ARTICLES, "feedsieve.articles"),
-        (DUPLICATES, "feedsieve.duplicates"),
+    for (name, subject, max_age) in [
+        (POLLS, "feedsieve.polls.>", KEEP_POLLS),
+        // Kept: consumers read them from any point, as they read `feedsieve articles`.
+        (ARTICLES, "feedsieve.articles", Duration::ZERO),
+        (DUPLICATES, "feedsieve.duplicates", Duration::ZERO),
     ] {
         js.get_or_create_stream(stream::Config {
             name: name.to_string(),
             subjects: vec![subject.to_string()],
+            max_age,
             num_replicas: layout.replicas,
             duplicate_window: layout.duplicate_window,
             storage: stream::StorageType::File,

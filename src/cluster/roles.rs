@@ -84,6 +84,9 @@ pub async fn take_hosts(
     let mut hosts: Vec<String> = feeds.iter().map(|f| host_of(&f.url)).collect();
     hosts.sort();
     hosts.dedup();
+    // Each fetcher tries its rendezvous favourites first, so fetchers starting together split
+    // the hosts about evenly instead of the first taking them all.
+    hosts.sort_by_key(|h| std::cmp::Reverse(super::assign::weight(h, me)));
     let mut held = Vec::new();
     for host in hosts {
         if let Some(revision) = leases.take(&host, me).await? {
