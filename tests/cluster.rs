@@ -153,11 +153,8 @@ fn the_outbox_publishes_each_record_once_in_order_and_resumes_from_the_streams()
         let sent = outbox.publish(&store).await.unwrap();
         assert_eq!((sent.articles, sent.duplicates), (3, 1));
         let published = messages(&c.js, cluster::ARTICLES).await;
-        let ids: Vec<&str> = published
-            .iter()
-            .map(|(_, r)| r["id"].as_str().unwrap())
-            .collect();
-        let stored: Vec<&str> = articles.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let ids = ids_of(published.iter().map(|(_, r)| r));
+        let stored = ids_of(&articles);
         assert_eq!(ids, stored, "every article, in store order");
         assert_eq!(
             published.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
@@ -190,16 +187,23 @@ fn the_outbox_publishes_each_record_once_in_order_and_resumes_from_the_streams()
     });
 }
 
-/// A process of the cluster: the feeds, and `[cluster]` with `role`.
-fn member(nats: &NatsServer, role: &str, urls: &[String]) -> TestEnv {
-    let env = TestEnv::with_feeds("", urls);
+/// A process of the cluster: `[poll]` settings `poll`, the feeds, and a `[cluster]` section of
+/// `cluster`.
+fn clustered(poll: &str, urls: &[String], cluster: &str) -> TestEnv {
+    let env = TestEnv::with_feeds(poll, urls);
     let mut text = std::fs::read_to_string(&env.config).unwrap();
-    text.push_str(&format!(
-        "[cluster]\nnats = \"{}\"\nrole = \"{role}\"\n",
-        nats.url()
-    ));
+    text.push_str(&format!("[cluster]\n{cluster}"));
     std::fs::write(&env.config, text).unwrap();
     env
+}
+
+/// A process of the cluster with `role`, on `nats`.
+fn member(nats: &NatsServer, role: &str, urls: &[String]) -> TestEnv {
+    clustered(
+        "",
+        urls,
+        &format!("nats = \"{}\"\nrole = \"{role}\"\n", nats.url()),
+    )
 }
 
 #[test]
@@ -310,11 +314,8 @@ fn two_fetchers_split_the_hosts_and_one_sieve_stores_each_story_once() {
             .await
             .unwrap();
         let published = messages(&c.js, cluster::ARTICLES).await;
-        let ids: Vec<&str> = published
-            .iter()
-            .map(|(_, r)| r["id"].as_str().unwrap())
-            .collect();
-        let stored: Vec<&str> = articles.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let ids = ids_of(published.iter().map(|(_, r)| r));
+        let stored = ids_of(&articles);
         assert_eq!(ids, stored);
         assert_eq!(messages(&c.js, cluster::DUPLICATES).await.len(), 1);
     });
@@ -368,19 +369,17 @@ fn running_fetchers_share_the_hosts_and_a_killed_ones_are_taken_over_within_the_
         s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
         urls.push(s.url("/f.rss"));
     }
-    let fetcher = |_: usize| {
-        let env = member(&nats, "fetcher", &urls);
-        let text = std::fs::read_to_string(&env.config)
-            .unwrap()
-            .replace("[poll]\n", "[poll]\ninterval = \"1s\"\n")
-            .replace(
-                "role = \"fetcher\"\n",
-                "role = \"fetcher\"\nlease_ttl = \"1s\"\n",
-            );
-        std::fs::write(&env.config, text).unwrap();
-        env
+    let fetcher = || {
+        clustered(
+            "interval = \"1s\"",
+            &urls,
+            &format!(
+                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
+                nats.url()
+            ),
+        )
     };
-    let (a_env, b_env) = (fetcher(0), fetcher(1));
+    let (a_env, b_env) = (fetcher(), fetcher());
     let mut a = a_env.start_daemon();
     let b = b_env.start_daemon();
 
@@ -426,13 +425,11 @@ fn on_a_three_node_nats_cluster_ingestion_goes_on_when_a_node_stops_and_loses_no
     // Feeds that grow by an item every 100 ms; one process fetching and sieving, streams on
     // three replicas.
     let mut publisher = crate::util::Publisher::start(&["alpha", "bravo", "charlie"]);
-    let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &publisher.urls);
-    let mut text = std::fs::read_to_string(&env.config).unwrap();
-    text.push_str(&format!(
-        "[cluster]\nnats = \"{}\"\nrole = \"all\"\nreplicas = 3\n",
-        nats.urls()
-    ));
-    std::fs::write(&env.config, text).unwrap();
+    let env = clustered(
+        "interval = \"1s\"\nper_host = 3",
+        &publisher.urls,
+        &format!("nats = \"{}\"\nrole = \"all\"\nreplicas = 3\n", nats.urls()),
+    );
     let daemon = env.start_daemon();
     wait_until(Duration::from_secs(30), "20 articles", || {
         crate::util::listed(&env).len() >= 20
@@ -444,17 +441,7 @@ fn on_a_three_node_nats_cluster_ingestion_goes_on_when_a_node_stops_and_loses_no
     });
     publisher.stop();
     // Every item the feeds list now is stored, and on the articles stream once.
-    let served: usize = publisher
-        .urls
-        .iter()
-        .map(|u| {
-            let path = u.split_once("127.0.0.1:").unwrap().1;
-            let (addr, path) = path.split_once('/').unwrap();
-            let (_, body) =
-                crate::util::http_get(&format!("127.0.0.1:{addr}"), &format!("/{path}"), None);
-            body.matches("<item>").count()
-        })
-        .sum();
+    let served = items_served(&publisher);
     eprintln!("three-node: {at_stop} stored when node 2 stopped, {served} served in all");
     wait_until(Duration::from_secs(30), "every item stored", || {
         crate::util::listed(&env).len() == served
@@ -503,14 +490,14 @@ fn when_the_sieve_leader_dies_the_standby_leads_and_every_article_is_published_o
     };
     let mut publisher = crate::util::Publisher::start(&["delta", "echo", "foxtrot"]);
     let with_cluster = |role: &str| {
-        let env = TestEnv::with_feeds("interval = \"1s\"\nper_host = 3", &publisher.urls);
-        let mut text = std::fs::read_to_string(&env.config).unwrap();
-        text.push_str(&format!(
-            "[cluster]\nnats = \"{}\"\nrole = \"{role}\"\nlease_ttl = \"1s\"\n",
-            nats.url()
-        ));
-        std::fs::write(&env.config, text).unwrap();
-        env
+        clustered(
+            "interval = \"1s\"\nper_host = 3",
+            &publisher.urls,
+            &format!(
+                "nats = \"{}\"\nrole = \"{role}\"\nlease_ttl = \"1s\"\n",
+                nats.url()
+            ),
+        )
     };
     let (fetcher_env, a_env, b_env) = (
         with_cluster("fetcher"),
@@ -553,17 +540,7 @@ fn when_the_sieve_leader_dies_the_standby_leads_and_every_article_is_published_o
         published() >= at_kill + 20
     });
     publisher.stop();
-    let served: usize = publisher
-        .urls
-        .iter()
-        .map(|u| {
-            let rest = u.split_once("127.0.0.1:").unwrap().1;
-            let (port, path) = rest.split_once('/').unwrap();
-            let (_, body) =
-                crate::util::http_get(&format!("127.0.0.1:{port}"), &format!("/{path}"), None);
-            body.matches("<item>").count()
-        })
-        .sum();
+    let served = items_served(&publisher);
     eprintln!("standby: {at_kill} published when A died, {served} served in all");
     wait_until(Duration::from_secs(30), "every item published", || {
         published() >= served && crate::util::listed(&b_env).len() >= served
@@ -580,4 +557,27 @@ fn when_the_sieve_leader_dies_the_standby_leads_and_every_article_is_published_o
         );
     }
     drop(b);
+}
+
+/// The items the publisher's feeds list now, all feeds together.
+fn items_served(publisher: &crate::util::Publisher) -> usize {
+    publisher
+        .urls
+        .iter()
+        .map(|u| {
+            let rest = u.split_once("127.0.0.1:").unwrap().1;
+            let (port, path) = rest.split_once('/').unwrap();
+            let (_, body) =
+                crate::util::http_get(&format!("127.0.0.1:{port}"), &format!("/{path}"), None);
+            body.matches("<item>").count()
+        })
+        .sum()
+}
+
+/// The `id` of each record.
+fn ids_of<'a>(records: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<&'a str> {
+    records
+        .into_iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect()
 }

@@ -83,55 +83,72 @@ impl Outbox {
     /// Publishes every article and duplicate record readers of `store` can see that the
     /// streams do not have yet, in seq order, waiting for the broker's acks.
     pub async fn publish(&mut self, store: &Store) -> Result<Published, ClusterError> {
-        let mut done = Published::default();
-        loop {
-            let rows = store
-                .articles_after(self.articles_after, BATCH)
-                .map_err(|e| publish_error(ARTICLES, e.to_string()))?;
-            let Some(&(last, _)) = rows.last() else { break };
-            done.articles += rows.len();
-            self.send(ARTICLES, ARTICLES_SUBJECT, rows).await?;
-            self.articles_after = last;
-        }
-        loop {
-            let rows = store
-                .duplicates_after(self.duplicates_after, BATCH)
-                .map_err(|e| publish_error(DUPLICATES, e.to_string()))?;
-            let Some(&(last, _)) = rows.last() else { break };
-            done.duplicates += rows.len();
-            self.send(DUPLICATES, DUPLICATES_SUBJECT, rows).await?;
-            self.duplicates_after = last;
-        }
-        Ok(done)
+        let articles = drain(
+            &self.js,
+            (ARTICLES, ARTICLES_SUBJECT),
+            &mut self.articles_after,
+            |after| store.articles_after(after, BATCH),
+        )
+        .await?;
+        let duplicates = drain(
+            &self.js,
+            (DUPLICATES, DUPLICATES_SUBJECT),
+            &mut self.duplicates_after,
+            |after| store.duplicates_after(after, BATCH),
+        )
+        .await?;
+        Ok(Published {
+            articles,
+            duplicates,
+        })
     }
+}
 
-    /// Publishes one batch, all in flight at once, then waits for every ack.
-    async fn send(
-        &self,
-        stream: &'static str,
-        subject: &'static str,
-        rows: Vec<(u64, sled::IVec)>,
-    ) -> Result<(), ClusterError> {
-        let mut acks = Vec::with_capacity(rows.len());
-        for (seq, record) in rows {
-            let id: Id<'_> = serde_json::from_slice(&record)
-                .map_err(|e| publish_error(stream, format!("record {seq}: {e}")))?;
-            let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.id.as_ref());
-            headers.insert(SEQ_HEADER, seq.to_string().as_str());
-            let ack = self
-                .js
-                .publish_with_headers(subject, headers, bytes::Bytes::from(record.to_vec()))
-                .await
-                .map_err(|e| publish_error(stream, e.to_string()))?;
-            acks.push(ack);
-        }
-        for ack in acks {
-            ack.await
-                .map_err(|e| publish_error(stream, e.to_string()))?;
-        }
-        Ok(())
+/// Publishes the records `read` gives after `cursor`, a batch at a time, moving `cursor` past
+/// each batch the broker acknowledged; returns how many.
+async fn drain(
+    js: &jetstream::Context,
+    (stream, subject): (&'static str, &'static str),
+    cursor: &mut u64,
+    read: impl Fn(u64) -> Result<Vec<(u64, sled::IVec)>, crate::store::StoreError>,
+) -> Result<usize, ClusterError> {
+    let mut done = 0;
+    loop {
+        let rows = read(*cursor).map_err(|e| publish_error(stream, e.to_string()))?;
+        let Some(&(last, _)) = rows.last() else {
+            return Ok(done);
+        };
+        done += rows.len();
+        send(js, stream, subject, rows).await?;
+        *cursor = last;
     }
+}
+
+/// Publishes one batch, all in flight at once, then waits for every ack.
+async fn send(
+    js: &jetstream::Context,
+    stream: &'static str,
+    subject: &'static str,
+    rows: Vec<(u64, sled::IVec)>,
+) -> Result<(), ClusterError> {
+    let mut acks = Vec::with_capacity(rows.len());
+    for (seq, record) in rows {
+        let id: Id<'_> = serde_json::from_slice(&record)
+            .map_err(|e| publish_error(stream, format!("record {seq}: {e}")))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.id.as_ref());
+        headers.insert(SEQ_HEADER, seq.to_string().as_str());
+        let ack = js
+            .publish_with_headers(subject, headers, bytes::Bytes::from(record.to_vec()))
+            .await
+            .map_err(|e| publish_error(stream, e.to_string()))?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await
+            .map_err(|e| publish_error(stream, e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn publish_error(name: &'static str, message: String) -> ClusterError {
