@@ -40,6 +40,8 @@ const INTAKE_BATCH: usize = 64;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between two tries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long `run` keeps trying to reach NATS and set up the streams at start.
+const JOIN_PATIENCE: Duration = Duration::from_secs(120);
 
 /// This process's id among the fetchers: its host name and pid.
 pub fn member_id() -> String {
@@ -627,7 +629,21 @@ impl Part {
             lease_ttl: c.lease_ttl,
             ..super::Layout::default()
         };
-        let cluster = super::connect(&c.nats, layout).await?;
+        // NATS may be starting too (a node restarting, a cluster electing its leaders): keep
+        // trying for a while, saying why, before giving up.
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        let cluster = loop {
+            match super::connect(&c.nats, layout).await {
+                Ok(cluster) => break cluster,
+                Err(e) if started.elapsed() < JOIN_PATIENCE => {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot join the cluster yet; trying again.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let me = member_id();
         if c.role != Role::Sieve {
             cluster.members.heartbeat(&me).await?;

@@ -113,9 +113,26 @@ impl NatsCluster {
         let bin = std::env::var_os("NATS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("nats-server"));
-        let dir = tempfile::tempdir().expect("temp dir for the NATS cluster");
-        // Route and client ports must be known before any node starts: free ones, released just
-        // before the nodes bind them.
+        // Route ports must be known before any node starts: free ones, released just before
+        // the nodes bind them. Another test can take one in between, so a cluster that does
+        // not come up is started again on new ports.
+        for attempt in 0..3 {
+            let mut cluster = NatsCluster {
+                nodes: Vec::new(),
+                urls: Vec::new(),
+                _dir: tempfile::tempdir().expect("temp dir for the NATS cluster"),
+            };
+            if cluster.boot(&bin) {
+                return Some(cluster);
+            }
+            eprintln!("the NATS cluster did not come up (attempt {attempt}); trying new ports");
+        }
+        panic!("the NATS cluster did not come up in three attempts");
+    }
+
+    /// Starts the three nodes on free ports; false (with every node stopped) when one exits or
+    /// they are not all healthy within 20 s.
+    fn boot(&mut self, bin: &PathBuf) -> bool {
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -127,21 +144,24 @@ impl NatsCluster {
             .iter()
             .map(|(_, route, _)| format!("nats://127.0.0.1:{route}"))
             .collect();
-        let mut nodes = Vec::new();
         for (i, (client, _, monitor)) in ports.iter().enumerate() {
-            let child = Command::new(&bin)
+            let child = Command::new(bin)
                 .args(["-js", "-a", "127.0.0.1", "-n", &format!("node{i}")])
                 .args(["-p", &client.to_string(), "-m", &monitor.to_string()])
                 .args(["--cluster_name", "feedsieve-test"])
                 .args(["--cluster", &routes[i], "--routes", &routes.join(",")])
                 .arg("-sd")
-                .arg(dir.path().join(format!("node{i}")))
+                .arg(self._dir.path().join(format!("node{i}")))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start a nats-server node");
-            nodes.push(Some(child));
+            self.nodes.push(Some(child));
         }
+        self.urls = ports
+            .iter()
+            .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
+            .collect();
         let started = Instant::now();
         for (_, _, monitor) in &ports {
             // `/healthz` answers 200 once the node's JetStream is current.
@@ -160,21 +180,22 @@ impl NatsCluster {
                 if ok {
                     break;
                 }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the NATS cluster did not become healthy"
-                );
+                let exited = self
+                    .nodes
+                    .iter_mut()
+                    .flatten()
+                    .any(|c| c.try_wait().ok().flatten().is_some());
+                if exited || started.elapsed() > Duration::from_secs(20) {
+                    for i in 0..self.nodes.len() {
+                        self.stop(i);
+                    }
+                    self.nodes.clear();
+                    return false;
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Some(NatsCluster {
-            nodes,
-            urls: ports
-                .iter()
-                .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
-                .collect(),
-            _dir: dir,
-        })
+        true
     }
 
     /// The client URLs of all nodes, comma-separated (as `cluster.nats` takes them).
