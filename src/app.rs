@@ -194,6 +194,7 @@ pub async fn run(
     // The feed list: the config file's feeds and those added at run time; changes made through
     // the API reach the scheduler at once.
     let (changes, changes_inbox) = mpsc::unbounded_channel();
+    // A running fetcher's leases add and remove feeds too (`cluster::roles::keep_leases`).
     let lease_changes = changes.clone();
     let catalog = Arc::new(Catalog::new(config.feeds.clone(), store.clone()).with_changes(changes));
     let feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
@@ -317,15 +318,18 @@ pub async fn run(
     };
     let mut hangups = hangups;
     let (polled, cluster_tasks) = match &cluster {
-        None => (reports, None),
+        None => {
+            drop(lease_changes);
+            (reports, None)
+        }
         Some(part) => {
             let (polled, published) = mpsc::channel(SIEVE_QUEUE);
             let wiring = crate::cluster::roles::Wiring {
                 polled: published,
                 reports,
-                handled: handled.clone(),
+                handled,
                 store: store.clone(),
-                changes: lease_changes.clone(),
+                changes: lease_changes,
             };
             let tasks = part.start(mode, wiring, &stop);
             (polled, Some(tasks))

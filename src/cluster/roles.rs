@@ -30,8 +30,8 @@ use crate::poll::{PollOutcome, PollReport};
 use crate::scheduler::Mode;
 use crate::store::Store;
 
-/// The durable consumer the sieve reads poll reports with (a standby resumes from its
-/// acknowledged position).
+/// Prefix of the sieves' durable consumers: each sieve has its own ([`consumer_name`]) and
+/// resumes from its acknowledged position.
 pub const SIEVE_CONSUMER: &str = "sieve";
 /// Reports fetched from the broker per request.
 const INTAKE_BATCH: usize = 64;
@@ -43,16 +43,18 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long `run` keeps trying to reach NATS and set up the streams at start.
 const JOIN_PATIENCE: Duration = Duration::from_secs(120);
 
+/// This machine's host name ("host" when it cannot be read).
+fn hostname() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => "host".to_string(),
+        h => h.to_string(),
+    }
+}
+
 /// This process's id among the fetchers: its host name and pid.
 pub fn member_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "{}-{}",
-        if host.is_empty() { "host" } else { &host },
-        std::process::id()
-    )
+    format!("{}-{}", hostname(), std::process::id())
 }
 
 /// The host a feed is leased by: the URL's host and port (a `file:` feed is its own host).
@@ -75,6 +77,15 @@ pub struct Held {
     pub revision: u64,
 }
 
+/// `feeds` grouped by the host that leases them, hosts in order.
+fn by_host(feeds: &[FeedConfig]) -> std::collections::BTreeMap<String, Vec<FeedConfig>> {
+    let mut hosts: std::collections::BTreeMap<String, Vec<FeedConfig>> = Default::default();
+    for f in feeds {
+        hosts.entry(host_of(&f.url)).or_default().push(f.clone());
+    }
+    hosts
+}
+
 /// Takes every free lease among the hosts of `feeds`: the feeds on the hosts now held, and
 /// the leases. A host another fetcher holds is left to it, so each feed is polled by one
 /// fetcher.
@@ -83,26 +94,18 @@ pub async fn take_hosts(
     me: &str,
     feeds: &[FeedConfig],
 ) -> Result<(Vec<FeedConfig>, Vec<Held>), ClusterError> {
-    let mut hosts: Vec<String> = feeds.iter().map(|f| host_of(&f.url)).collect();
-    hosts.sort();
-    hosts.dedup();
+    let mut hosts: Vec<(String, Vec<FeedConfig>)> = by_host(feeds).into_iter().collect();
     // Each fetcher tries its rendezvous favourites first, so fetchers starting together split
     // the hosts about evenly instead of the first taking them all.
-    hosts.sort_by_key(|h| std::cmp::Reverse(super::assign::weight(h, me)));
+    hosts.sort_by_key(|(h, _)| std::cmp::Reverse(super::assign::weight(h, me)));
     let mut held = Vec::new();
-    for host in hosts {
+    let mut mine = Vec::new();
+    for (host, feeds) in hosts {
         if let Some(revision) = leases.take(&host, me).await? {
             held.push(Held { host, revision });
+            mine.extend(feeds);
         }
     }
-    let mine: Vec<FeedConfig> = feeds
-        .iter()
-        .filter(|f| {
-            let h = host_of(&f.url);
-            held.iter().any(|l| l.host == h)
-        })
-        .cloned()
-        .collect();
     info!(
         hosts = held.len(),
         feeds = mine.len(),
@@ -129,16 +132,8 @@ pub async fn keep_leases(
     stop: CancellationToken,
 ) -> Vec<Held> {
     let (leases, members) = cluster;
-    let mut hosts: Vec<String> = feeds.iter().map(|f| host_of(&f.url)).collect();
-    hosts.sort();
-    hosts.dedup();
-    let feeds_of = |host: &str| -> Vec<FeedConfig> {
-        feeds
-            .iter()
-            .filter(|f| host_of(&f.url) == host)
-            .cloned()
-            .collect()
-    };
+    let hosts = by_host(&feeds);
+    let feeds_of = |host: &str| hosts.get(host).map(Vec::as_slice).unwrap_or_default();
     let every = ttl / 3;
     loop {
         if let Err(e) = members.heartbeat(&me).await {
@@ -189,13 +184,13 @@ pub async fn keep_leases(
             };
             if lost {
                 for f in feeds_of(&l.host) {
-                    let _ = changes.send(Change::Removed(f.url));
+                    let _ = changes.send(Change::Removed(f.url.clone()));
                 }
             }
         }
         held = kept;
         if live.is_some() {
-            for host in &hosts {
+            for host in hosts.keys() {
                 if held.iter().any(|l| &l.host == host) || !mine(host) {
                     continue;
                 }
@@ -207,7 +202,7 @@ pub async fn keep_leases(
                             revision,
                         });
                         for f in feeds_of(host) {
-                            let _ = changes.send(Change::Added(f));
+                            let _ = changes.send(Change::Added(f.clone()));
                         }
                     }
                     // Still held by its last fetcher: free once released or expired.
@@ -249,10 +244,7 @@ pub async fn publish_reports(
             async_nats::header::NATS_MESSAGE_ID,
             wire::message_id(&report).as_str(),
         );
-        let subject = format!(
-            "feedsieve.polls.{:016x}",
-            xxhash_rust::xxh3::xxh3_64(report.feed.url.as_bytes())
-        );
+        let subject = wire::subject(&report);
         // The broker may be electing a new stream leader (a node stopped) or be away for a
         // while: the report waits, and is published again until the broker acks it. A repeat
         // it had already stored carries the same Nats-Msg-Id and is dropped.
@@ -342,11 +334,10 @@ pub async fn lead(
 /// The name of this sieve's durable consumer: stable across restarts of the same sieve (its
 /// host and data directory), distinct between sieves.
 pub fn consumer_name(data_dir: &std::path::Path) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let dir = data_dir
         .canonicalize()
         .unwrap_or_else(|_| data_dir.to_path_buf());
-    let key = format!("{}\0{}", host.trim(), dir.display());
+    let key = format!("{}\0{}", hostname(), dir.display());
     format!(
         "{SIEVE_CONSUMER}-{:016x}",
         xxhash_rust::xxh3::xxh3_64(key.as_bytes())

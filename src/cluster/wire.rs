@@ -251,9 +251,17 @@ pub fn decode(message: &[u8]) -> Result<PollReport, WireError> {
 /// is another report, even of an unchanged feed: the sieve records it (the feed's state) and
 /// skips the entries it already has.
 pub fn message_id(report: &PollReport) -> String {
-    let feed = xxhash_rust::xxh3::xxh3_64(report.feed.url.as_bytes());
     let (s, n) = time(report.started);
-    format!("{feed:016x}-{s}.{n:09}")
+    format!("{:016x}-{s}.{n:09}", feed_hash(report))
+}
+
+/// The subject a report is published on: one per feed, under `feedsieve.polls.`.
+pub fn subject(report: &PollReport) -> String {
+    format!("feedsieve.polls.{:016x}", feed_hash(report))
+}
+
+fn feed_hash(report: &PollReport) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(report.feed.url.as_bytes())
 }
 
 #[cfg(test)]
