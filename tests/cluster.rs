@@ -581,3 +581,39 @@ fn ids_of<'a>(records: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<&
         .map(|r| r["id"].as_str().unwrap())
         .collect()
 }
+
+#[test]
+fn a_sieve_that_takes_the_lead_while_no_report_comes_publishes_what_it_holds() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = FeedServer::start();
+    let urls = [server.serve_fixture("herald.rss")];
+    member(&nats, "fetcher", &urls).once();
+    let rt = runtime();
+    let c = rt
+        .block_on(cluster::connect(&nats.url(), Layout::default()))
+        .unwrap();
+    let published = || {
+        rt.block_on(async {
+            let mut s = c.js.get_stream(cluster::ARTICLES).await.unwrap();
+            s.info().await.unwrap().state.messages
+        })
+    };
+    // Another sieve leads: this one takes the report in as a standby and publishes nothing.
+    let other = rt
+        .block_on(c.leases.take(cluster::roles::LEADER, "other"))
+        .unwrap()
+        .expect("the leader lease is free");
+    let sieve = member(&nats, "sieve", &urls);
+    sieve.once();
+    let stored = sieve.records(&["articles"]).len();
+    assert!(stored > 0);
+    assert_eq!(published(), 0);
+    // The leader goes; no report comes after. Taking the lead, this sieve publishes what it
+    // holds.
+    rt.block_on(c.leases.release(cluster::roles::LEADER, other))
+        .unwrap();
+    sieve.once();
+    assert_eq!(published(), stored as u64);
+}

@@ -281,7 +281,7 @@ pub async fn publish_reports(
 }
 
 /// The pseudo-host whose lease makes a sieve the leader.
-const LEADER: &str = "feedsieve:sieve-leader";
+pub const LEADER: &str = "feedsieve:sieve-leader";
 
 /// Holds or waits for the sieve leadership, every third of `ttl` until `stop`: a sieve that
 /// takes the lease leads (publishes), one that finds it held stands by, and one that loses it
@@ -529,7 +529,8 @@ impl Publishing {
 }
 
 /// Flushes the store, acknowledges the reports the sieve has committed, and publishes the new
-/// records. Nothing is acknowledged once the store has failed: those reports come again.
+/// records (also when there is nothing to acknowledge). Nothing is acknowledged once the store
+/// has failed: those reports come again.
 async fn settle(
     waiting: &mut VecDeque<(u64, jetstream::Message)>,
     handled: &AtomicU64,
@@ -538,6 +539,9 @@ async fn settle(
 ) -> Result<(), ClusterError> {
     let done = handled.load(Ordering::SeqCst);
     if waiting.front().is_none_or(|(n, _)| *n > done) {
+        // Nothing to acknowledge, but a sieve that just took the lead may hold articles the
+        // last leader did not publish.
+        outbox.publish(store).await;
         return Ok(());
     }
     let s = store.clone();
