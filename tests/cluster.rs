@@ -617,3 +617,16 @@ fn a_sieve_that_takes_the_lead_while_no_report_comes_publishes_what_it_holds() {
     sieve.once();
     assert_eq!(published(), stored as u64);
 }
+
+#[test]
+fn a_fetcher_pass_right_after_another_polls_nothing_again() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = FeedServer::start();
+    let urls = [server.serve_fixture("herald.rss")];
+    // The first pass's leases outlive it by their TTL (15 s): the second finds the host taken.
+    member(&nats, "fetcher", &urls).once();
+    member(&nats, "fetcher", &urls).once();
+    assert_eq!(server.seen("/herald.rss").len(), 1);
+}

@@ -747,7 +747,7 @@ impl Part {
     }
 
     /// Once polling has ended: waits for the reports to be published and (for a sieve) taken
-    /// in, then gives up the host leases.
+    /// in, then (a running fetcher) gives up the host leases.
     pub async fn finish(&self, tasks: Tasks, stop: &CancellationToken) -> anyhow::Result<()> {
         let mut result = Ok(());
         if let Some(p) = tasks.publisher {
@@ -775,14 +775,13 @@ impl Part {
             stop.cancel();
             let _ = task.await;
         }
-        let held = match tasks.keeper {
-            Some((task, stop)) => {
-                stop.cancel();
-                task.await.unwrap_or_default()
-            }
-            None => self.held.clone(),
-        };
-        release_hosts(&self.leases, &held).await;
+        // A running fetcher that stops hands its hosts over at once. The leases of a `--once`
+        // pass are left to expire: a pass started a moment later must not poll them again.
+        if let Some((task, stop)) = tasks.keeper {
+            stop.cancel();
+            let held = task.await.unwrap_or_default();
+            release_hosts(&self.leases, &held).await;
+        }
         result
     }
 }
