@@ -194,19 +194,26 @@ pub async fn run(
     // The feed list: the config file's feeds and those added at run time; changes made through
     // the API reach the scheduler at once.
     let (changes, changes_inbox) = mpsc::unbounded_channel();
-    // A running fetcher's leases add and remove feeds too (`cluster::roles::keep_leases`).
+    // In a cluster, the list's changes go to the lease keeper instead, which passes on those
+    // of the hosts it holds, and sends the feeds of hosts it gains or loses
+    // (`cluster::roles::keep_leases`); a sieve polls nothing.
     let lease_changes = changes.clone();
-    let catalog = Arc::new(Catalog::new(config.feeds.clone(), store.clone()).with_changes(changes));
-    let feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
+    let (listed, listed_inbox) = mpsc::unbounded_channel();
+    let catalog = Catalog::new(config.feeds.clone(), store.clone());
+    let catalog = Arc::new(match &config.cluster {
+        None => catalog.with_changes(changes),
+        Some(_) => catalog.with_changes(listed),
+    });
 
-    // In a cluster (`[cluster]`): the shared streams, and which feeds this process polls.
+    // In a cluster (`[cluster]`): the shared streams and feed list, and which feeds this
+    // process polls.
     let cluster = match &config.cluster {
         None => None,
-        Some(c) => Some(crate::cluster::roles::Part::join(c, &feeds, &config.data_dir).await?),
+        Some(c) => Some(crate::cluster::roles::Part::join(c, &catalog, &config.data_dir).await?),
     };
-    let feeds = match &cluster {
+    let feeds: Vec<FeedConfig> = match &cluster {
         Some(part) => part.feeds.clone(),
-        None => feeds,
+        None => catalog.list()?.into_iter().map(|f| f.config).collect(),
     };
 
     // The API: changes need the token; off loopback, everything does (the config ensures there
@@ -319,7 +326,7 @@ pub async fn run(
     let mut hangups = hangups;
     let (polled, cluster_tasks) = match &cluster {
         None => {
-            drop(lease_changes);
+            drop((lease_changes, listed_inbox));
             (reports, None)
         }
         Some(part) => {
@@ -330,6 +337,8 @@ pub async fn run(
                 handled,
                 store: store.clone(),
                 changes: lease_changes,
+                listed: Some(listed_inbox),
+                catalog: catalog.clone(),
             };
             let tasks = part.start(mode, wiring, &stop);
             (polled, Some(tasks))

@@ -10,7 +10,14 @@
 //! first, and can be changed and removed through the API or the CLI. A URL in both is listed once,
 //! as a config feed. Only `http` and `https` feeds can be added at run time: a `file://` feed
 //! would let an API client make the daemon read local files.
+//!
+//! In a cluster, the list is shared ([`Catalog::share`]): the feeds added at run time and every
+//! process's config feeds live in a NATS key-value bucket (`crate::cluster::feeds`), which this
+//! catalog mirrors in memory. Its own changes apply here at once and are queued as
+//! [`SharedWrite`]s for the bucket; the other processes' changes come back through
+//! [`Catalog::apply_shared`].
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,12 +29,13 @@ use crate::config::{self, FeedConfig};
 use crate::store::{FeedState, FeedView, Store, StoreError};
 
 /// Where a feed was defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
-    /// The config file.
+    /// The config file (in a cluster: some process's config file).
     Config,
     /// Added at run time (API or CLI).
+    #[default]
     Api,
 }
 
@@ -110,21 +118,43 @@ pub enum CatalogError {
     Store(#[from] StoreError),
 }
 
-/// What the store keeps for a feed added at run time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    url: String,
+/// A feed as it is kept outside the config file: in the store for a feed added at run time, and
+/// in a cluster's shared list (as JSON) for every feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its URL.
+    pub url: String,
+    /// Display name.
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
+    /// Its own interval.
     #[serde(default)]
-    interval_seconds: Option<u64>,
+    pub interval_seconds: Option<u64>,
+    /// Tags.
     #[serde(default)]
-    tags: Vec<String>,
-    added: DateTime<Utc>,
+    pub tags: Vec<String>,
+    /// Where it was defined (the store holds only `api` entries).
+    #[serde(default)]
+    pub source: Source,
+    /// When it was added.
+    pub added: DateTime<Utc>,
 }
 
 impl Entry {
-    fn config(&self) -> FeedConfig {
+    /// The entry of a config file's feed.
+    fn of_config(c: &FeedConfig, added: DateTime<Utc>) -> Entry {
+        Entry {
+            url: c.url.clone(),
+            name: c.name.clone(),
+            interval_seconds: c.interval.map(|i| i.as_secs()),
+            tags: c.tags.clone(),
+            source: Source::Config,
+            added,
+        }
+    }
+
+    /// Its settings, as the scheduler takes them.
+    pub fn config(&self) -> FeedConfig {
         FeedConfig {
             url: self.url.clone(),
             name: self.name.clone(),
@@ -175,7 +205,7 @@ pub fn feed_id(url: &str) -> String {
     )
 }
 
-/// The feed list, over the config's feeds and the store.
+/// The feed list, over the config's feeds and the store (or, in a cluster, the shared list).
 pub struct Catalog {
     /// The config file's feeds; replaced on reload.
     config: RwLock<Vec<FeedConfig>>,
@@ -183,6 +213,23 @@ pub struct Catalog {
     changes: Option<mpsc::UnboundedSender<Change>>,
     /// Serializes add, update and remove (each is a read followed by a write).
     writing: Mutex<()>,
+    /// The cluster's shared list, once [`Catalog::share`]d.
+    shared: std::sync::OnceLock<Shared>,
+}
+
+/// A change for a cluster's shared feed list, keyed by feed id ([`feed_id`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedWrite {
+    /// List (or replace) this feed.
+    Put(String, Entry),
+    /// Drop the feed with this id.
+    Delete(String),
+}
+
+/// The shared list as this process knows it, and the queue of its own changes to it.
+struct Shared {
+    feeds: RwLock<BTreeMap<String, Entry>>,
+    writes: mpsc::UnboundedSender<SharedWrite>,
 }
 
 impl Catalog {
@@ -193,6 +240,81 @@ impl Catalog {
             store,
             changes: None,
             writing: Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Moves the feed list into a cluster's shared list: `listed` is the shared list now (by
+    /// feed id), and this catalog's own changes go to `writes` from here on. The feeds this
+    /// store kept from before it joined are added to the shared list (and leave the store), and
+    /// so are the config file's feeds that the list lacks or lists differently. Returns the
+    /// writes queued.
+    pub fn share(
+        &self,
+        listed: BTreeMap<String, Entry>,
+        writes: mpsc::UnboundedSender<SharedWrite>,
+    ) -> Result<usize, StoreError> {
+        let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let local = self.runtime()?;
+        let shared = Shared {
+            feeds: RwLock::new(listed),
+            writes,
+        };
+        let mut queued = 0;
+        for e in local {
+            let id = feed_id(&e.url);
+            if !shared.read().contains_key(&id) {
+                shared.put(id, e.clone());
+                queued += 1;
+            }
+            self.store.remove_catalog_entry(&e.url)?;
+        }
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        queued += shared.publish_config(&[], &config);
+        // Set once: `run` shares a catalog right after making it.
+        let _ = self.shared.set(shared);
+        Ok(queued)
+    }
+
+    /// A change to the shared list seen in the cluster (`entry` is `None` for a removal): kept,
+    /// and passed on as a [`Change`] unless it changes nothing here (this process's own change
+    /// coming back, or a feed of its config file, which the file decides).
+    pub fn apply_shared(&self, id: &str, entry: Option<Entry>) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let in_config = |url: &str| {
+            self.config
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|c| c.url == url)
+        };
+        let mut feeds = shared.feeds.write().unwrap_or_else(|p| p.into_inner());
+        let change = match entry {
+            Some(e) => {
+                let config = e.config();
+                match feeds.insert(id.to_string(), e) {
+                    None => Some(Change::Added(config)),
+                    Some(old) if old.config() != config => Some(Change::Updated(config)),
+                    Some(_) => None,
+                }
+            }
+            None => feeds.remove(id).map(|old| Change::Removed(old.url)),
+        };
+        drop(feeds);
+        if let Some(change) = change {
+            let url = match &change {
+                Change::Added(c) | Change::Updated(c) => c.url.as_str(),
+                Change::Removed(u) => u.as_str(),
+            };
+            if !in_config(url) {
+                self.notify(change);
+            }
         }
     }
 
@@ -202,13 +324,18 @@ impl Catalog {
         self
     }
 
+    /// The feeds kept outside the config file, oldest first: the store's, or in a cluster the
+    /// shared list's.
     fn runtime(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut entries: Vec<Entry> = self
-            .store
-            .catalog_entries()?
-            .iter()
-            .filter_map(|v| serde_json::from_slice(v).ok())
-            .collect();
+        let mut entries: Vec<Entry> = match self.shared.get() {
+            Some(shared) => shared.read().values().cloned().collect(),
+            None => self
+                .store
+                .catalog_entries()?
+                .iter()
+                .filter_map(|v| serde_json::from_slice(v).ok())
+                .collect(),
+        };
         entries.sort_by(|a, b| a.added.cmp(&b.added).then_with(|| a.url.cmp(&b.url)));
         Ok(entries)
     }
@@ -228,7 +355,7 @@ impl Catalog {
             if !config.iter().any(|c| c.url == e.url) {
                 out.push(Feed {
                     id: feed_id(&e.url),
-                    source: Source::Api,
+                    source: e.source,
                     config: e.config(),
                 });
             }
@@ -277,7 +404,13 @@ impl Catalog {
     ) -> Result<(usize, usize, usize), StoreError> {
         let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.list()?;
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = feeds;
+        let old = std::mem::replace(
+            &mut *self.config.write().unwrap_or_else(|p| p.into_inner()),
+            feeds.clone(),
+        );
+        if let Some(shared) = self.shared.get() {
+            shared.publish_config(&old, &feeds);
+        }
         let after = self.list()?;
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         for feed in &after {
@@ -320,10 +453,10 @@ impl Catalog {
             name: new.name.filter(|n| !n.trim().is_empty()),
             interval_seconds: parse_interval(new.interval.as_deref())?,
             tags: new.tags,
+            source: Source::Api,
             added: Utc::now(),
         };
-        self.store
-            .put_catalog_entry(&url, &serde_json::to_vec(&entry).unwrap_or_default())?;
+        self.save(&entry)?;
         self.notify(Change::Added(entry.config()));
         Ok(Feed {
             id: feed_id(&url),
@@ -332,13 +465,34 @@ impl Catalog {
         })
     }
 
-    /// The feed with this id or URL, which must have been added at run time (the config file's
-    /// feeds are changed in the file).
+    /// Keeps a feed added at run time: in the store, or in a cluster in the shared list.
+    fn save(&self, entry: &Entry) -> Result<(), StoreError> {
+        match self.shared.get() {
+            Some(shared) => {
+                shared.put(feed_id(&entry.url), entry.clone());
+                Ok(())
+            }
+            None => self
+                .store
+                .put_catalog_entry(&entry.url, &serde_json::to_vec(entry).unwrap_or_default()),
+        }
+    }
+
+    /// The feed with this id or URL, which must not be one of this process's config file (the
+    /// file's feeds are changed in the file). In a cluster, a feed another process's config
+    /// file listed can be changed or removed here; that process lists it again when it starts
+    /// or reloads with it still in its file.
     fn runtime_feed(&self, id_or_url: &str) -> Result<Feed, CatalogError> {
         let feed = self
             .get(id_or_url)?
             .ok_or_else(|| CatalogError::NotFound(id_or_url.into()))?;
-        if feed.source == Source::Config {
+        let in_config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|c| c.url == feed.config.url);
+        if in_config {
             return Err(CatalogError::FromConfig(feed.config.url));
         }
         Ok(feed)
@@ -366,12 +520,11 @@ impl Catalog {
         if let Some(tags) = patch.tags {
             entry.tags = tags;
         }
-        self.store
-            .put_catalog_entry(&entry.url, &serde_json::to_vec(&entry).unwrap_or_default())?;
+        self.save(&entry)?;
         self.notify(Change::Updated(entry.config()));
         Ok(Feed {
             id: feed.id,
-            source: Source::Api,
+            source: entry.source,
             config: entry.config(),
         })
     }
@@ -380,9 +533,69 @@ impl Catalog {
     pub fn remove(&self, id_or_url: &str) -> Result<Feed, CatalogError> {
         let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let feed = self.runtime_feed(id_or_url)?;
-        self.store.remove_catalog_entry(&feed.config.url)?;
+        match self.shared.get() {
+            Some(shared) => shared.delete(&feed.id),
+            None => {
+                self.store.remove_catalog_entry(&feed.config.url)?;
+            }
+        }
         self.notify(Change::Removed(feed.config.url.clone()));
         Ok(feed)
+    }
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.feeds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists `entry` here and queues it for the bucket.
+    fn put(&self, id: String, entry: Entry) {
+        let mut feeds = self.feeds.write().unwrap_or_else(|p| p.into_inner());
+        feeds.insert(id.clone(), entry.clone());
+        // The writer is gone only when the process is stopping.
+        let _ = self.writes.send(SharedWrite::Put(id, entry));
+    }
+
+    /// Drops the feed `id` here and queues its removal for the bucket.
+    fn delete(&self, id: &str) {
+        self.feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let _ = self.writes.send(SharedWrite::Delete(id.to_string()));
+    }
+
+    /// Brings the shared list in line with a config file that listed `old` and now lists `new`:
+    /// puts the feeds it lacks or lists differently, drops the config feeds `new` no longer has.
+    /// Returns the writes queued.
+    fn publish_config(&self, old: &[FeedConfig], new: &[FeedConfig]) -> usize {
+        let mut queued = 0;
+        for c in new {
+            let id = feed_id(&c.url);
+            let listed = self.read().get(&id).cloned();
+            if listed
+                .as_ref()
+                .is_some_and(|e| e.source == Source::Config && e.config() == *c)
+            {
+                continue;
+            }
+            let added = listed.map(|e| e.added).unwrap_or_else(Utc::now);
+            self.put(id, Entry::of_config(c, added));
+            queued += 1;
+        }
+        for c in old.iter().filter(|o| !new.iter().any(|n| n.url == o.url)) {
+            let id = feed_id(&c.url);
+            if self
+                .read()
+                .get(&id)
+                .is_some_and(|e| e.source == Source::Config)
+            {
+                self.delete(&id);
+                queued += 1;
+            }
+        }
+        queued
     }
 }
 
@@ -453,6 +666,81 @@ mod tests {
         let removed = c.remove("https://runtime.example/feed").unwrap();
         assert!(matches!(rx.try_recv(), Ok(Change::Removed(u)) if u == removed.config.url));
         assert_eq!(c.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_shared_list_takes_the_stores_feeds_and_the_config_and_passes_on_what_others_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, mut rx) = catalog(dir.path());
+        c.add(NewFeed {
+            url: "https://before.example/feed".into(),
+            ..NewFeed::default()
+        })
+        .unwrap();
+        let _ = rx.try_recv();
+        let (tx, mut writes) = mpsc::unbounded_channel();
+        let other = Entry {
+            url: "https://other.example/feed".into(),
+            name: None,
+            interval_seconds: None,
+            tags: vec![],
+            source: Source::Config,
+            added: Utc::now(),
+        };
+        let listed = BTreeMap::from([(feed_id(&other.url), other.clone())]);
+        // The store's feed and the config's feed are queued for the list; the store's leaves it.
+        assert_eq!(c.share(listed, tx).unwrap(), 2);
+        let queued: Vec<String> = std::iter::from_fn(|| writes.try_recv().ok())
+            .map(|w| match w {
+                SharedWrite::Put(_, e) => e.url,
+                SharedWrite::Delete(id) => id,
+            })
+            .collect();
+        assert_eq!(
+            queued,
+            ["https://before.example/feed", "https://config.example/rss"]
+        );
+        assert!(c.store.catalog_entries().unwrap().is_empty());
+        let sources: Vec<(String, Source)> = c
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.config.url, f.source))
+            .collect();
+        assert_eq!(sources.len(), 3);
+        assert!(sources.contains(&("https://other.example/feed".into(), Source::Config)));
+        // Another process's config feed can be removed here (its file lists it again later).
+        c.remove("https://other.example/feed").unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Change::Removed(_))));
+        assert!(matches!(writes.try_recv(), Ok(SharedWrite::Delete(_))));
+
+        // Changes from elsewhere: passed on once; an echo of the same entry changes nothing.
+        let new = Entry {
+            url: "https://new.example/feed".into(),
+            source: Source::Api,
+            ..other.clone()
+        };
+        let id = feed_id(&new.url);
+        c.apply_shared(&id, Some(new.clone()));
+        assert!(matches!(rx.try_recv(), Ok(Change::Added(f)) if f.url == new.url));
+        c.apply_shared(&id, Some(new.clone()));
+        assert!(rx.try_recv().is_err());
+        let renamed = Entry {
+            name: Some("New".into()),
+            ..new.clone()
+        };
+        c.apply_shared(&id, Some(renamed));
+        assert!(
+            matches!(rx.try_recv(), Ok(Change::Updated(f)) if f.name.as_deref() == Some("New"))
+        );
+        c.apply_shared(&id, None);
+        assert!(matches!(rx.try_recv(), Ok(Change::Removed(u)) if u == new.url));
+        // This process's config feed is the file's: a change to it from elsewhere is kept in
+        // the list but not passed on.
+        let config_id = feed_id("https://config.example/rss");
+        c.apply_shared(&config_id, None);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(c.list().unwrap().len(), 2);
     }
 
     #[test]

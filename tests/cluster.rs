@@ -634,3 +634,123 @@ fn a_fetcher_pass_right_after_another_polls_nothing_again() {
     member(&nats, "fetcher", &urls).once();
     assert_eq!(server.seen("/herald.rss").len(), 1);
 }
+
+/// The feed URLs `env` lists (`feedsieve feeds`), sorted.
+fn listed_urls(env: &TestEnv) -> Vec<String> {
+    let mut urls: Vec<String> = env
+        .records(&["feeds"])
+        .into_iter()
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    urls.sort();
+    urls
+}
+
+#[test]
+fn the_feed_list_is_shared_so_feeds_added_anywhere_are_polled_once_and_by_fetchers_with_none_of_their_own()
+ {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // Four hosts, one feed each: A's config lists the first two, B's none.
+    let servers: Vec<FeedServer> = (1..=4)
+        .map(|i| FeedServer::start_on(&format!("127.0.0.{}:0", i + 10)))
+        .collect();
+    let texts: &'static Vec<String> = Box::leak(Box::new(
+        ["solar", "rail", "glacier", "library"]
+            .iter()
+            .map(|s| story(s))
+            .collect(),
+    ));
+    let mut urls = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let guid: &'static str = Box::leak(format!("listed-{i}").into_boxed_str());
+        let item = Item {
+            guid,
+            link: guid,
+            title: guid,
+            text: &texts[i],
+            date: "Tue, 03 Mar 2026 07:00:00 GMT",
+        };
+        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
+        urls.push(s.url("/f.rss"));
+    }
+    let fetcher = |own: &[String]| {
+        clustered(
+            "interval = \"1s\"",
+            own,
+            &format!(
+                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
+                nats.url()
+            ),
+        )
+    };
+    let (a_env, b_env) = (fetcher(&urls[..2]), fetcher(&[]));
+    // Changes through the API (`feeds add`, `feeds remove`) need a token.
+    for env in [&a_env, &b_env] {
+        let text = std::fs::read_to_string(&env.config).unwrap().replacen(
+            "[api]\n",
+            "[api]\ntoken_file = \"token\"\n",
+            1,
+        );
+        std::fs::write(&env.config, text).unwrap();
+    }
+    let mut a = a_env.start_daemon();
+    let b = b_env.start_daemon();
+
+    // B lists A's config feeds; feeds added through B's API reach A.
+    wait_until(Duration::from_secs(20), "B to list A's feeds", || {
+        listed_urls(&b_env) == urls[..2]
+    });
+    for url in &urls[2..] {
+        let out = b_env.run(&["feeds", "add", url]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    wait_until(Duration::from_secs(20), "A to list B's additions", || {
+        listed_urls(&a_env) == urls
+    });
+
+    // Every feed is polled, none by both.
+    let seen_by_both = |since: chrono::DateTime<chrono::Utc>| {
+        let (pa, pb) = (polled_since(&a_env, since), polled_since(&b_env, since));
+        let mut both = [pa.clone(), pb.clone()].concat();
+        both.sort();
+        (both, pa.iter().filter(|u| pb.contains(u)).count())
+    };
+    let started = chrono::Utc::now();
+    wait_until(
+        Duration::from_secs(30),
+        "every listed feed to be polled once",
+        || {
+            let (both, shared) =
+                seen_by_both(chrono::Utc::now() - chrono::Duration::milliseconds(1500));
+            chrono::Utc::now() - started > chrono::Duration::seconds(3)
+                && both == urls
+                && shared == 0
+        },
+    );
+
+    // A feed removed through A's API leaves B's list and is polled no more. A's own config
+    // feeds cannot be removed through it.
+    let out = a_env.run(&["feeds", "remove", &urls[3]]);
+    assert!(out.status.success(), "{out:?}");
+    let out = a_env.run(&["feeds", "remove", &urls[0]]);
+    assert!(!out.status.success(), "removed a config feed");
+    wait_until(
+        Duration::from_secs(20),
+        "B to drop the removed feed",
+        || listed_urls(&b_env) == urls[..3],
+    );
+    let removed = servers[3].seen("/f.rss").len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(servers[3].seen("/f.rss").len(), removed, "still polled");
+
+    // A dies: B, whose config lists no feed, polls the rest of the list within the TTL.
+    a.signal("KILL");
+    wait_until(Duration::from_secs(10), "fetcher A to die", || !a.alive());
+    let killed = chrono::Utc::now();
+    wait_until(Duration::from_secs(15), "fetcher B to take over", || {
+        polled_since(&b_env, killed) == urls[..3]
+    });
+    drop(b);
+}

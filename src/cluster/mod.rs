@@ -9,8 +9,10 @@
 //! | [`DUPLICATES`] | stream, `feedsieve.duplicates` | every duplicate record |
 //! | [`LEASES`] | bucket, entries expire after the lease TTL | host → the fetcher polling it |
 //! | [`MEMBERS`] | bucket, entries expire after the lease TTL | live fetcher → its heartbeat |
+//! | [`feeds::FEEDS`] | bucket, kept | feed id → the feed (the cluster's feed list) |
 
 pub mod assign;
+pub mod feeds;
 pub mod outbox;
 pub mod roles;
 pub mod wire;

@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::feeds::FeedBucket;
 use super::outbox::Outbox;
 use super::{ClusterError, Leases, POLLS, wire};
-use crate::catalog::Change;
+use crate::catalog::{Catalog, Change, SharedWrite};
 use crate::config::{ClusterConfig, FeedConfig, Role};
 use crate::poll::{PollOutcome, PollReport};
 use crate::scheduler::Mode;
@@ -42,6 +43,8 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long `run` keeps trying to reach NATS and set up the streams at start.
 const JOIN_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a stopping process keeps trying to write its queued changes to the feed list.
+const LIST_WRITE_GRACE: Duration = Duration::from_secs(5);
 
 /// This machine's host name ("host" when it cannot be read).
 fn hostname() -> String {
@@ -121,101 +124,180 @@ pub async fn take_hosts(
 /// live fetchers. It renews the leases of its own hosts, releases those that are now another
 /// fetcher's (one that joined), and takes the free ones that are its own (a dead fetcher's,
 /// once their leases expired, or a released one). Each host it gains or loses becomes
-/// `Added` and `Removed` changes for the scheduler. Returns the leases held at the end.
+/// `Added` and `Removed` changes for the scheduler (`changes`).
+///
+/// `feeds` is the feed list when it started; `listed` brings the list's changes (the shared
+/// list's, [`super::feeds`]): a feed of a host held goes to the scheduler at once, a feed of a
+/// new host starts a lease round, and a host left without feeds is released. Returns the
+/// leases held at the end.
 pub async fn keep_leases(
     cluster: (Leases, super::Members),
     me: String,
     mut held: Vec<Held>,
-    feeds: Vec<FeedConfig>,
+    feeds: (Vec<FeedConfig>, mpsc::UnboundedReceiver<Change>),
     changes: mpsc::UnboundedSender<Change>,
     ttl: Duration,
     stop: CancellationToken,
 ) -> Vec<Held> {
     let (leases, members) = cluster;
-    let hosts = by_host(&feeds);
-    let feeds_of = |host: &str| hosts.get(host).map(Vec::as_slice).unwrap_or_default();
+    let (feeds, mut listed) = feeds;
+    let mut hosts = by_host(&feeds);
     let every = ttl / 3;
+    let mut listing = true;
     loop {
-        if let Err(e) = members.heartbeat(&me).await {
-            warn!(error = %e, "Could not renew this fetcher's membership; trying again.");
-        }
-        let live = match members.list().await {
-            Ok(mut live) => {
-                if !live.contains(&me) {
-                    live.push(me.clone());
-                }
-                Some(live)
-            }
-            Err(e) => {
-                warn!(error = %e, "Could not list the live fetchers; only renewing leases.");
-                None
-            }
-        };
-        let mine = |host: &str| {
-            live.as_ref()
-                .is_none_or(|l| super::assign::owner(host, l) == Some(me.as_str()))
-        };
-        tracing::debug!(?live, held = held.len(), "Lease round.");
-        let mut kept = Vec::with_capacity(held.len());
-        for l in held {
-            let lost = if !mine(&l.host) {
-                let _ = leases.release(&l.host, l.revision).await;
-                info!(host = %l.host, "Handed a host over to the fetcher it belongs to now.");
-                true
-            } else {
-                match leases.renew(&l.host, &me, l.revision).await {
-                    Ok(Some(revision)) => {
-                        kept.push(Held {
-                            revision,
-                            ..l.clone()
-                        });
-                        false
-                    }
-                    Ok(None) => {
-                        warn!(host = %l.host, "Lost the lease on a host (it expired and another fetcher took it).");
-                        true
-                    }
-                    Err(e) => {
-                        warn!(host = %l.host, error = %e, "Could not renew a host lease; trying again.");
-                        kept.push(l.clone());
-                        false
-                    }
-                }
-            };
-            if lost {
-                for f in feeds_of(&l.host) {
-                    let _ = changes.send(Change::Removed(f.url.clone()));
-                }
-            }
-        }
-        held = kept;
-        if live.is_some() {
-            for host in hosts.keys() {
-                if held.iter().any(|l| &l.host == host) || !mine(host) {
-                    continue;
-                }
-                match leases.take(host, &me).await {
-                    Ok(Some(revision)) => {
-                        info!(host = %host, "Took over a host.");
-                        held.push(Held {
-                            host: host.clone(),
-                            revision,
-                        });
-                        for f in feeds_of(host) {
-                            let _ = changes.send(Change::Added(f.clone()));
+        lease_round(&leases, &members, &me, &mut held, &hosts, &changes).await;
+        let wake = tokio::time::sleep(every);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return held,
+                () = &mut wake => break,
+                change = listed.recv(), if listing => match change {
+                    Some(change) => {
+                        if list_change(change, &mut hosts, &mut held, &leases, &changes).await {
+                            break;
                         }
                     }
-                    // Still held by its last fetcher: free once released or expired.
-                    Ok(None) => {}
-                    Err(e) => warn!(host = %host, error = %e, "Could not take a host lease."),
+                    None => listing = false,
+                },
+            }
+        }
+    }
+}
+
+/// One round of [`keep_leases`] over `hosts`.
+async fn lease_round(
+    leases: &Leases,
+    members: &super::Members,
+    me: &str,
+    held: &mut Vec<Held>,
+    hosts: &std::collections::BTreeMap<String, Vec<FeedConfig>>,
+    changes: &mpsc::UnboundedSender<Change>,
+) {
+    let feeds_of = |host: &str| hosts.get(host).map(Vec::as_slice).unwrap_or_default();
+    if let Err(e) = members.heartbeat(me).await {
+        warn!(error = %e, "Could not renew this fetcher's membership; trying again.");
+    }
+    let live = match members.list().await {
+        Ok(mut live) => {
+            if !live.iter().any(|m| m == me) {
+                live.push(me.to_string());
+            }
+            Some(live)
+        }
+        Err(e) => {
+            warn!(error = %e, "Could not list the live fetchers; only renewing leases.");
+            None
+        }
+    };
+    let mine = |host: &str| {
+        live.as_ref()
+            .is_none_or(|l| super::assign::owner(host, l) == Some(me))
+    };
+    tracing::debug!(?live, held = held.len(), "Lease round.");
+    let mut kept = Vec::with_capacity(held.len());
+    for l in held.drain(..) {
+        let lost = if !mine(&l.host) {
+            let _ = leases.release(&l.host, l.revision).await;
+            info!(host = %l.host, "Handed a host over to the fetcher it belongs to now.");
+            true
+        } else {
+            match leases.renew(&l.host, me, l.revision).await {
+                Ok(Some(revision)) => {
+                    kept.push(Held {
+                        revision,
+                        ..l.clone()
+                    });
+                    false
+                }
+                Ok(None) => {
+                    warn!(host = %l.host, "Lost the lease on a host (it expired and another fetcher took it).");
+                    true
+                }
+                Err(e) => {
+                    warn!(host = %l.host, error = %e, "Could not renew a host lease; trying again.");
+                    kept.push(l.clone());
+                    false
+                }
+            }
+        };
+        if lost {
+            for f in feeds_of(&l.host) {
+                let _ = changes.send(Change::Removed(f.url.clone()));
+            }
+        }
+    }
+    *held = kept;
+    if live.is_none() {
+        return;
+    }
+    for host in hosts.keys() {
+        if held.iter().any(|l| &l.host == host) || !mine(host) {
+            continue;
+        }
+        match leases.take(host, me).await {
+            Ok(Some(revision)) => {
+                info!(host = %host, "Took over a host.");
+                held.push(Held {
+                    host: host.clone(),
+                    revision,
+                });
+                for f in feeds_of(host) {
+                    let _ = changes.send(Change::Added(f.clone()));
+                }
+            }
+            // Still held by its last fetcher: free once released or expired.
+            Ok(None) => {}
+            Err(e) => warn!(host = %host, error = %e, "Could not take a host lease."),
+        }
+    }
+}
+
+/// Applies a change of the feed list to `hosts`: passes it to the scheduler when its host is
+/// held, and releases a held host left without feeds. True when a lease round should run now
+/// (a host new to the list).
+async fn list_change(
+    change: Change,
+    hosts: &mut std::collections::BTreeMap<String, Vec<FeedConfig>>,
+    held: &mut Vec<Held>,
+    leases: &Leases,
+    changes: &mpsc::UnboundedSender<Change>,
+) -> bool {
+    let url = match &change {
+        Change::Added(f) | Change::Updated(f) => f.url.clone(),
+        Change::Removed(url) => url.clone(),
+    };
+    let host = host_of(&url);
+    let is_held = held.iter().any(|l| l.host == host);
+    let new_host = !hosts.contains_key(&host);
+    match &change {
+        Change::Added(f) | Change::Updated(f) => {
+            let feeds = hosts.entry(host.clone()).or_default();
+            feeds.retain(|o| o.url != f.url);
+            feeds.push(f.clone());
+        }
+        Change::Removed(url) => {
+            if let Some(feeds) = hosts.get_mut(&host) {
+                feeds.retain(|o| &o.url != url);
+                if feeds.is_empty() {
+                    hosts.remove(&host);
                 }
             }
         }
-        tokio::select! {
-            () = stop.cancelled() => return held,
-            () = tokio::time::sleep(every) => {}
+    }
+    if is_held {
+        let _ = changes.send(change);
+        if !hosts.contains_key(&host)
+            && let Some(at) = held.iter().position(|l| l.host == host)
+        {
+            let l = held.swap_remove(at);
+            if let Err(e) = leases.release(&l.host, l.revision).await {
+                warn!(host = %l.host, error = %e, "Could not release a host lease; it expires on its own.");
+            }
+            info!(host = %l.host, "Released a host that has no feed left.");
         }
     }
+    new_host && hosts.contains_key(&host)
 }
 
 /// Gives up the leases in `held`, so that other fetchers need not wait for them to expire.
@@ -574,7 +656,10 @@ pub struct Part {
     js: jetstream::Context,
     leases: Leases,
     members: super::Members,
-    /// Every feed configured: the hosts a fetcher may come to hold.
+    /// The cluster's feed list, the changes after the snapshot `join` read, and this process's
+    /// writes to it (both taken by `start`).
+    feed_list: (FeedBucket, std::sync::Mutex<Option<ListFollow>>),
+    /// Every feed listed when it joined: the hosts a fetcher may come to hold.
     all_feeds: Vec<FeedConfig>,
     role: Role,
     me: String,
@@ -588,6 +673,10 @@ pub struct Part {
     pub feeds: Vec<FeedConfig>,
 }
 
+/// The feed list's changes after the snapshot [`Part::join`] read, and this process's writes
+/// to it.
+type ListFollow = (kv::Watch, mpsc::UnboundedReceiver<SharedWrite>);
+
 /// What `feedsieve run` hands a cluster part.
 pub struct Wiring {
     /// The scheduler's reports.
@@ -600,6 +689,11 @@ pub struct Wiring {
     pub store: Store,
     /// Feed changes for the scheduler: the feeds of hosts a running fetcher gains or loses.
     pub changes: mpsc::UnboundedSender<Change>,
+    /// The changes of the feed list (the catalog's), which a running fetcher's lease keeper
+    /// takes; `None` for a sieve.
+    pub listed: Option<mpsc::UnboundedReceiver<Change>>,
+    /// The catalog, which follows the cluster's feed list.
+    pub catalog: Arc<Catalog>,
 }
 
 /// The tasks [`Part::start`] spawned, for [`Part::finish`].
@@ -609,14 +703,21 @@ pub struct Tasks {
     intake_stop: CancellationToken,
     keeper: Option<(tokio::task::JoinHandle<Vec<Held>>, CancellationToken)>,
     leading: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// The feed list's mirror and writer.
+    listing: (
+        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
+        CancellationToken,
+    ),
 }
 
 impl Part {
-    /// Connects, sets up the shared streams and buckets, and (for a fetcher) takes the leases
-    /// it can among the hosts of `feeds`.
+    /// Connects, sets up the shared streams and buckets, moves `catalog` onto the cluster's
+    /// feed list ([`Catalog::share`]), and (for a fetcher) takes the leases it can among the
+    /// list's hosts.
     pub async fn join(
         c: &ClusterConfig,
-        feeds: &[FeedConfig],
+        catalog: &Catalog,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Part> {
         let layout = super::Layout {
@@ -628,9 +729,15 @@ impl Part {
         // trying for a while, saying why, before giving up.
         let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(500);
-        let cluster = loop {
-            match super::connect(&c.nats, layout).await {
-                Ok(cluster) => break cluster,
+        let setup = || async {
+            let cluster = super::connect(&c.nats, layout).await?;
+            let bucket = FeedBucket::open(&cluster.js, c.replicas).await?;
+            let (listed, watch) = bucket.snapshot().await?;
+            Ok::<_, ClusterError>((cluster, bucket, listed, watch))
+        };
+        let (cluster, bucket, listed, watch) = loop {
+            match setup().await {
+                Ok(joined) => break joined,
                 Err(e) if started.elapsed() < JOIN_PATIENCE => {
                     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot join the cluster yet; trying again.");
                     tokio::time::sleep(delay).await;
@@ -643,16 +750,24 @@ impl Part {
         if c.role != Role::Sieve {
             cluster.members.heartbeat(&me).await?;
         }
-        let all_feeds = feeds.to_vec();
+        let (writes, to_write) = mpsc::unbounded_channel();
+        let queued = catalog.share(listed, writes)?;
+        let all_feeds: Vec<FeedConfig> = catalog.list()?.into_iter().map(|f| f.config).collect();
+        info!(
+            feeds = all_feeds.len(),
+            writes = queued,
+            "Read the cluster's feed list."
+        );
         let (feeds, held) = match c.role {
             Role::Sieve => (Vec::new(), Vec::new()),
-            Role::Fetcher | Role::All => take_hosts(&cluster.leases, &me, feeds).await?,
+            Role::Fetcher | Role::All => take_hosts(&cluster.leases, &me, &all_feeds).await?,
         };
         info!(role = ?c.role, member = %me, nats = %c.nats, "Joined the cluster.");
         Ok(Part {
             js: cluster.js,
             leases: cluster.leases,
             members: cluster.members,
+            feed_list: (bucket, std::sync::Mutex::new(Some((watch, to_write)))),
             all_feeds,
             role: c.role,
             me,
@@ -672,6 +787,8 @@ impl Part {
             handled,
             store,
             changes,
+            listed,
+            catalog,
         } = wiring;
         let sources_done = CancellationToken::new();
         let intake_stop = stop.child_token();
@@ -724,25 +841,60 @@ impl Part {
                 stop: intake_stop.clone(),
             }))
         });
-        let keeper = (mode == Mode::Forever && self.role != Role::Sieve).then(|| {
+        let keeper = match listed {
+            Some(listed) if mode == Mode::Forever && self.role != Role::Sieve => {
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(keep_leases(
+                    (self.leases.clone(), self.members.clone()),
+                    self.me.clone(),
+                    self.held.clone(),
+                    (self.all_feeds.clone(), listed),
+                    changes,
+                    self.lease_ttl,
+                    stop.clone(),
+                ));
+                Some((task, stop))
+            }
+            _ => None,
+        };
+        let listing = {
             let stop = CancellationToken::new();
-            let task = tokio::spawn(keep_leases(
-                (self.leases.clone(), self.members.clone()),
-                self.me.clone(),
-                self.held.clone(),
-                self.all_feeds.clone(),
-                changes,
-                self.lease_ttl,
+            let taken = self
+                .feed_list
+                .1
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let (watch, to_write) = match taken {
+                Some(t) => (Some(t.0), t.1),
+                // Started twice: nothing left to follow or write.
+                None => (None, mpsc::unbounded_channel().1),
+            };
+            let bucket = self.feed_list.0.clone();
+            let mirror = match watch {
+                Some(watch) => tokio::spawn(super::feeds::mirror(
+                    bucket.clone(),
+                    watch,
+                    catalog,
+                    stop.clone(),
+                )),
+                None => tokio::spawn(async {}),
+            };
+            let writer = tokio::spawn(super::feeds::write(
+                bucket,
+                to_write,
                 stop.clone(),
+                LIST_WRITE_GRACE,
             ));
-            (task, stop)
-        });
+            (mirror, writer, stop)
+        };
         Tasks {
             publisher,
             intake,
             intake_stop,
             keeper,
             leading,
+            listing,
         }
     }
 
@@ -782,6 +934,10 @@ impl Part {
             let held = task.await.unwrap_or_default();
             release_hosts(&self.leases, &held).await;
         }
+        let (mirror, writer, stop) = tasks.listing;
+        stop.cancel();
+        let _ = mirror.await;
+        let _ = writer.await;
         result
     }
 }
