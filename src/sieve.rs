@@ -30,7 +30,7 @@ use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::{Settings, Verdict, judge};
 use crate::parse::Candidate;
 use crate::poll::{PollOutcome, PollReport};
-use crate::store::{FeedState, FeedStatus, Inserted, Retained, StoreError, Writer};
+use crate::store::{FeedState, FeedStatus, Retained, StoreError, Writer};
 use crate::telemetry::Metrics;
 
 /// Counts for one report.
@@ -474,9 +474,10 @@ impl Sieve {
                 // Feeds list newest first; store oldest first so seq follows publication.
                 entries.reverse();
                 entries.sort_by_key(|(c, _)| c.published);
+                let listed = entries.len();
                 let judged = entries
-                    .iter()
-                    .try_for_each(|(c, fp)| self.sieve_one(c, fp, started, &mut tally));
+                    .into_iter()
+                    .try_for_each(|(c, fp)| self.sieve_one(&c, fp, started, &mut tally));
                 if let Err(e) = judged {
                     self.counted.clear();
                     return Err((Some(before), e));
@@ -494,7 +495,7 @@ impl Sieve {
                     status,
                     bytes,
                     elapsed_ms,
-                    entries: entries.len(),
+                    entries: listed,
                 });
             }
             PollOutcome::Failed { status, error } => {
@@ -632,28 +633,32 @@ impl Sieve {
     fn sieve_one(
         &mut self,
         c: &Candidate,
-        fp: &Fingerprint,
+        fp: Fingerprint,
         fetched: DateTime<Utc>,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let verdict = judge(c, fp, &self.writer, self.settings.dedup)?;
+        let verdict = judge(c, &fp, &self.writer, self.settings.dedup)?;
         let found = match verdict {
             Verdict::Relisted => {
                 tally.relisted += 1;
                 return Ok(());
             }
             Verdict::Duplicate(m) => m,
-            Verdict::New => match self.writer.insert_article(c, fp, fetched)? {
-                Inserted::Stored { seq, id } => {
+            Verdict::New => match self.writer.taken(c, &fp)? {
+                Some(m) => m,
+                None => {
+                    // The fingerprint's marks move into the store's batch.
+                    let (seq, id) =
+                        self.writer
+                            .store_new(c, std::borrow::Cow::Owned(fp), fetched)?;
                     debug!(feed = %c.feed, seq, id = %id, title = %c.title, "Stored article.");
                     tally.new += 1;
                     self.counted.push(None);
                     return Ok(());
                 }
-                Inserted::Taken(m) => m,
             },
         };
-        let seq = self.writer.insert_duplicate(c, fp, &found, fetched)?;
+        let seq = self.writer.insert_duplicate(c, &fp, &found, fetched)?;
         debug!(
             feed = %c.feed,
             title = %c.title,

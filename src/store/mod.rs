@@ -1220,6 +1220,18 @@ impl Store {
         }
     }
 
+    /// The id of article `seq` (of its tombstone when retention deleted it inside the dedup
+    /// window), read from the head of its record when it can be.
+    pub fn article_id(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        let Some(v) = self.article_value(seq)? else {
+            return Ok(None);
+        };
+        match records::article_id(&v) {
+            Some(id) => Ok(Some(id.to_string())),
+            None => Ok(self.article(seq)?.map(|a| a.id)),
+        }
+    }
+
     /// The decoded article with sequence number `seq` (a tombstone's record, without text, when
     /// retention deleted it inside the dedup window).
     pub fn article(&self, seq: u64) -> Result<Option<Article>, StoreError> {
@@ -1675,6 +1687,16 @@ impl Writer {
         fp: &Fingerprint,
         fetched: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
+        if let Some(m) = self.taken(c, fp)? {
+            return Ok(Inserted::Taken(m));
+        }
+        let (seq, id) = self.store_new(c, std::borrow::Cow::Borrowed(fp), fetched)?;
+        Ok(Inserted::Stored { seq, id })
+    }
+
+    /// The article that already holds `c`'s global guid, its URL or (for a body long enough)
+    /// its exact content, if any: what [`Writer::insert_article`] checks before storing.
+    pub fn taken(&self, c: &Candidate, fp: &Fingerprint) -> Result<Option<Match>, StoreError> {
         let store = &self.store;
         let global_guid = dedup::is_global_guid(&c.guid).then_some(c.guid.as_str());
         let taken = [
@@ -1701,15 +1723,28 @@ impl Writer {
                 dedup::Reason::Content,
             ),
         ];
-        if let Some((Some(seq), reason)) = taken.into_iter().find(|(seq, _)| seq.is_some()) {
-            return Ok(Inserted::Taken(Match {
+        Ok(taken
+            .into_iter()
+            .find_map(|(seq, reason)| seq.map(|seq| (seq, reason)))
+            .map(|(seq, reason)| Match {
                 seq,
                 reason,
                 distance: None,
                 containment: None,
-            }));
-        }
+            }))
+    }
 
+    /// Stores `c` as a new article (its guid, URL and content checked by [`Writer::taken`]):
+    /// its seq and id. An owned fingerprint's marks move into the pending batch; a borrowed
+    /// one's are copied.
+    pub fn store_new(
+        &mut self,
+        c: &Candidate,
+        fp: std::borrow::Cow<'_, Fingerprint>,
+        fetched: DateTime<Utc>,
+    ) -> Result<(u64, String), StoreError> {
+        let store = &self.store;
+        let global_guid = dedup::is_global_guid(&c.guid).then_some(c.guid.as_str());
         let seq = self.next_article;
         let base_id = article_id(&c.feed, &c.guid);
         // Two items whose ids collide (a 64-bit hash) keep distinct ids.
@@ -1731,15 +1766,16 @@ impl Writer {
             fetched,
             text: &c.text,
         };
+        let fp = fp.into_owned();
         let stored = ArticleKeys {
             guid: c.guid.clone(),
             simhash: fp.simhash,
             content: fp.content,
             words: fp.words,
             stored_ms: fetched.timestamp_millis(),
-            short_marks: fp.short_marks.clone(),
-            long_marks: fp.long_marks.clone(),
-            anchors: fp.anchors.clone(),
+            short_marks: fp.short_marks,
+            long_marks: fp.long_marks,
+            anchors: fp.anchors,
         };
         // The article, its id and (at commit) the counter: one batch, so a crash keeps all or
         // none.
@@ -1763,11 +1799,11 @@ impl Writer {
                 global_guid,
                 url: c.url.as_deref(),
                 stored_ms: stored.stored_ms,
-                simhash: fp.simhash,
-                content: fp.content,
-                words: fp.words,
-                anchors: &fp.anchors,
-                long_marks: &fp.long_marks,
+                simhash: stored.simhash,
+                content: stored.content,
+                words: stored.words,
+                anchors: &stored.anchors,
+                long_marks: &stored.long_marks,
             });
         self.pending.articles.push(PendingArticle {
             seq,
@@ -1777,7 +1813,7 @@ impl Writer {
         });
         self.next_article += 1;
         self.since_save += 1;
-        Ok(Inserted::Stored { seq, id })
+        Ok((seq, id))
     }
 
     /// Records a suppressed item; returns its duplicate seq.
@@ -1790,7 +1826,7 @@ impl Writer {
     ) -> Result<u64, StoreError> {
         let of = match self.pending.articles.iter().find(|p| p.seq == m.seq) {
             Some(p) => p.id.clone(),
-            None => self.store.article(m.seq)?.map(|a| a.id).unwrap_or_default(),
+            None => self.store.article_id(m.seq)?.unwrap_or_default(),
         };
         let seq = self.next_duplicate;
         let id = article_id(&c.feed, &c.guid);
