@@ -209,7 +209,9 @@ pub async fn run(
     // process polls.
     let cluster = match &config.cluster {
         None => None,
-        Some(c) => Some(crate::cluster::roles::Part::join(c, &catalog, &config.data_dir).await?),
+        Some(c) => {
+            Some(crate::cluster::roles::Part::join(c, &catalog, &store, &config.data_dir).await?)
+        }
     };
     let feeds: Vec<FeedConfig> = match &cluster {
         Some(part) => part.feeds.clone(),

@@ -754,3 +754,82 @@ fn the_feed_list_is_shared_so_feeds_added_anywhere_are_polled_once_and_by_fetche
     });
     drop(b);
 }
+
+#[test]
+fn a_fetcher_taking_over_a_host_asks_with_the_validators_the_last_one_saw() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let servers: Vec<FeedServer> = (1..=6)
+        .map(|i| FeedServer::start_on(&format!("127.0.0.{}:0", i + 20)))
+        .collect();
+    let texts: &'static Vec<String> = Box::leak(Box::new(
+        ["solar", "rail", "glacier", "library", "solar", "rail"]
+            .iter()
+            .map(|s| story(s))
+            .collect(),
+    ));
+    let mut urls = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let guid: &'static str = Box::leak(format!("handed-{i}").into_boxed_str());
+        let item = Item {
+            guid,
+            link: guid,
+            title: guid,
+            text: &texts[i],
+            date: "Tue, 03 Mar 2026 07:00:00 GMT",
+        };
+        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
+        urls.push(s.url("/f.rss"));
+    }
+    let fetcher = || {
+        clustered(
+            "interval = \"1s\"",
+            &urls,
+            &format!(
+                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
+                nats.url()
+            ),
+        )
+    };
+    // A alone fetches every feed in full.
+    let a_env = fetcher();
+    let mut a = a_env.start_daemon();
+    let fetched = |s: &FeedServer| s.seen("/f.rss").iter().any(|r| r.status == 200);
+    wait_until(Duration::from_secs(20), "A to fetch every feed", || {
+        servers.iter().all(fetched)
+    });
+    // Then B joins, takes its share from A, and after A's SIGKILL all of them: its requests
+    // are all conditional, and nothing is downloaded again.
+    let before: Vec<usize> = servers.iter().map(|s| s.seen("/f.rss").len()).collect();
+    let b_env = fetcher();
+    let b = b_env.start_daemon();
+    wait_until(Duration::from_secs(20), "B to poll its share", || {
+        !polled_since(&b_env, chrono::Utc::now() - chrono::Duration::seconds(2)).is_empty()
+    });
+    a.signal("KILL");
+    wait_until(Duration::from_secs(10), "fetcher A to die", || !a.alive());
+    let killed = chrono::Utc::now();
+    let all: Vec<String> = {
+        let mut u = urls.clone();
+        u.sort();
+        u
+    };
+    wait_until(Duration::from_secs(15), "fetcher B to take over", || {
+        polled_since(&b_env, killed) == all
+    });
+    for (s, from) in servers.iter().zip(before) {
+        let since: Vec<(u16, bool)> = s.seen("/f.rss")[from..]
+            .iter()
+            .map(|r| (r.status, r.if_none_match.is_some()))
+            .collect();
+        assert!(!since.is_empty());
+        assert!(
+            since
+                .iter()
+                .all(|&(status, conditional)| status == 304 && conditional),
+            "{since:?}"
+        );
+    }
+    drop(b);
+}

@@ -3,7 +3,7 @@
 //!
 //! Every process mirrors the bucket into its catalog ([`crate::catalog::Catalog::share`]): it
 //! reads the whole list when it joins ([`FeedBucket::snapshot`]), then follows the bucket's
-//! changes ([`mirror`]) and writes its own ([`write`]): the feeds added, changed or removed
+//! changes ([`mirror`]) and writes its own ([`write()`]): the feeds added, changed or removed
 //! through its API, and its config file's feeds. So a feed added through any process is polled
 //! by exactly one fetcher (the one holding its host's lease), and a fetcher whose config lists
 //! no feeds polls its share of the cluster's.

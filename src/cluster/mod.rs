@@ -1,6 +1,6 @@
-//! Running as several processes on NATS JetStream (issue 9, in progress; README, "Past one
-//! machine"): the streams and key-value buckets the roles share, host leases, and which
-//! fetcher polls which host ([`assign`]). The single-process mode never touches this module.
+//! Running as several processes on NATS JetStream (README, "Past one machine"): the streams
+//! and key-value buckets the roles share, host leases, and which fetcher polls which host
+//! ([`assign`]). The single-process mode never touches this module.
 //!
 //! | name | kind | holds |
 //! |---|---|---|
@@ -10,9 +10,11 @@
 //! | [`LEASES`] | bucket, entries expire after the lease TTL | host → the fetcher polling it |
 //! | [`MEMBERS`] | bucket, entries expire after the lease TTL | live fetcher → its heartbeat |
 //! | [`feeds::FEEDS`] | bucket, kept | feed id → the feed (the cluster's feed list) |
+//! | [`handover::STATES`] | bucket, kept | feed id → its validators and boilerplate, for the next fetcher |
 
 pub mod assign;
 pub mod feeds;
+pub mod handover;
 pub mod outbox;
 pub mod roles;
 pub mod wire;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::feeds::FeedBucket;
+use super::handover::{self, Handover, StateBucket};
 use super::outbox::Outbox;
 use super::{ClusterError, Leases, POLLS, wire};
 use crate::catalog::{Catalog, Change, SharedWrite};
@@ -43,7 +44,8 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long `run` keeps trying to reach NATS and set up the streams at start.
 const JOIN_PATIENCE: Duration = Duration::from_secs(120);
-/// How long a stopping process keeps trying to write its queued changes to the feed list.
+/// How long a stopping process keeps trying to write its queued changes to the feed list, and
+/// its feeds' handovers.
 const LIST_WRITE_GRACE: Duration = Duration::from_secs(5);
 
 /// This machine's host name ("host" when it cannot be read).
@@ -131,7 +133,7 @@ pub async fn take_hosts(
 /// new host starts a lease round, and a host left without feeds is released. Returns the
 /// leases held at the end.
 pub async fn keep_leases(
-    cluster: (Leases, super::Members),
+    cluster: (Leases, super::Members, StateBucket, Store),
     me: String,
     mut held: Vec<Held>,
     feeds: (Vec<FeedConfig>, mpsc::UnboundedReceiver<Change>),
@@ -139,13 +141,20 @@ pub async fn keep_leases(
     ttl: Duration,
     stop: CancellationToken,
 ) -> Vec<Held> {
-    let (leases, members) = cluster;
+    let (leases, members, states, store) = cluster;
     let (feeds, mut listed) = feeds;
     let mut hosts = by_host(&feeds);
     let every = ttl / 3;
     let mut listing = true;
     loop {
-        lease_round(&leases, &members, &me, &mut held, &hosts, &changes).await;
+        lease_round(
+            (&leases, &members, &states, &store),
+            &me,
+            &mut held,
+            &hosts,
+            &changes,
+        )
+        .await;
         let wake = tokio::time::sleep(every);
         tokio::pin!(wake);
         loop {
@@ -167,13 +176,13 @@ pub async fn keep_leases(
 
 /// One round of [`keep_leases`] over `hosts`.
 async fn lease_round(
-    leases: &Leases,
-    members: &super::Members,
+    cluster: (&Leases, &super::Members, &StateBucket, &Store),
     me: &str,
     held: &mut Vec<Held>,
     hosts: &std::collections::BTreeMap<String, Vec<FeedConfig>>,
     changes: &mpsc::UnboundedSender<Change>,
 ) {
+    let (leases, members, states, store) = cluster;
     let feeds_of = |host: &str| hosts.get(host).map(Vec::as_slice).unwrap_or_default();
     if let Err(e) = members.heartbeat(me).await {
         warn!(error = %e, "Could not renew this fetcher's membership; trying again.");
@@ -237,7 +246,8 @@ async fn lease_round(
         }
         match leases.take(host, me).await {
             Ok(Some(revision)) => {
-                info!(host = %host, "Took over a host.");
+                let adopted = handover::adopt(states, store, feeds_of(host)).await;
+                info!(host = %host, validators = adopted, "Took over a host.");
                 held.push(Held {
                     host: host.clone(),
                     revision,
@@ -311,12 +321,14 @@ pub async fn release_hosts(leases: &Leases, held: &[Held]) {
 
 /// Publishes every report from `reports` to the polls stream, waiting for the broker's ack of
 /// each (so it is durable before the feed's validators are saved), then hands it, without its
-/// entries, to `forward` (the fetcher's own sieve, which keeps its feed states). Returns the
-/// number published, when `reports` closes.
+/// entries, to `forward` (the fetcher's own sieve, which keeps its feed states), and the
+/// validators and boilerplate of a full fetch to `handovers` ([`handover::write()`]). Returns
+/// the number published, when `reports` closes.
 pub async fn publish_reports(
     js: jetstream::Context,
     mut reports: mpsc::Receiver<PollReport>,
     forward: Option<mpsc::Sender<PollReport>>,
+    handovers: Option<mpsc::UnboundedSender<Handover>>,
 ) -> Result<u64, ClusterError> {
     let mut published = 0;
     while let Some(mut report) = reports.recv().await {
@@ -350,6 +362,22 @@ pub async fn publish_reports(
             }
         }
         published += 1;
+        if let (
+            Some(to),
+            PollOutcome::Fetched {
+                validators,
+                boilerplate,
+                ..
+            },
+        ) = (&handovers, &report.outcome)
+        {
+            let _ = to.send(Handover {
+                url: report.feed.url.clone(),
+                etag: validators.etag.clone(),
+                last_modified: validators.last_modified.clone(),
+                boilerplate: boilerplate.clone(),
+            });
+        }
         if let Some(forward) = &forward {
             if let PollOutcome::Fetched { entries, .. } = &mut report.outcome {
                 entries.clear();
@@ -659,6 +687,10 @@ pub struct Part {
     /// The cluster's feed list, the changes after the snapshot `join` read, and this process's
     /// writes to it (both taken by `start`).
     feed_list: (FeedBucket, std::sync::Mutex<Option<ListFollow>>),
+    /// The feeds' handovers between fetchers.
+    states: StateBucket,
+    /// This process's store (a fetcher adopts handovers into it).
+    store: Store,
     /// Every feed listed when it joined: the hosts a fetcher may come to hold.
     all_feeds: Vec<FeedConfig>,
     role: Role,
@@ -703,6 +735,8 @@ pub struct Tasks {
     intake_stop: CancellationToken,
     keeper: Option<(tokio::task::JoinHandle<Vec<Held>>, CancellationToken)>,
     leading: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// The handover writer, which ends once the publisher has.
+    handing: Option<tokio::task::JoinHandle<()>>,
     /// The feed list's mirror and writer.
     listing: (
         tokio::task::JoinHandle<()>,
@@ -718,6 +752,7 @@ impl Part {
     pub async fn join(
         c: &ClusterConfig,
         catalog: &Catalog,
+        store: &Store,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Part> {
         let layout = super::Layout {
@@ -732,10 +767,11 @@ impl Part {
         let setup = || async {
             let cluster = super::connect(&c.nats, layout).await?;
             let bucket = FeedBucket::open(&cluster.js, c.replicas).await?;
+            let states = StateBucket::open(&cluster.js, c.replicas).await?;
             let (listed, watch) = bucket.snapshot().await?;
-            Ok::<_, ClusterError>((cluster, bucket, listed, watch))
+            Ok::<_, ClusterError>((cluster, (bucket, states), listed, watch))
         };
-        let (cluster, bucket, listed, watch) = loop {
+        let (cluster, (bucket, states), listed, watch) = loop {
             match setup().await {
                 Ok(joined) => break joined,
                 Err(e) if started.elapsed() < JOIN_PATIENCE => {
@@ -760,7 +796,16 @@ impl Part {
         );
         let (feeds, held) = match c.role {
             Role::Sieve => (Vec::new(), Vec::new()),
-            Role::Fetcher | Role::All => take_hosts(&cluster.leases, &me, &all_feeds).await?,
+            Role::Fetcher | Role::All => {
+                let (feeds, held) = take_hosts(&cluster.leases, &me, &all_feeds).await?;
+                let adopted = handover::adopt(&states, store, &feeds).await;
+                info!(
+                    feeds = feeds.len(),
+                    validators = adopted,
+                    "Took over the validators of the feeds on the hosts taken."
+                );
+                (feeds, held)
+            }
         };
         info!(role = ?c.role, member = %me, nats = %c.nats, "Joined the cluster.");
         Ok(Part {
@@ -768,6 +813,8 @@ impl Part {
             leases: cluster.leases,
             members: cluster.members,
             feed_list: (bucket, std::sync::Mutex::new(Some((watch, to_write)))),
+            states,
+            store: store.clone(),
             all_feeds,
             role: c.role,
             me,
@@ -792,12 +839,21 @@ impl Part {
         } = wiring;
         let sources_done = CancellationToken::new();
         let intake_stop = stop.child_token();
+        // The handovers of what this fetcher fetches, written as the publisher hands them on.
+        let (handovers, handed) = mpsc::unbounded_channel();
+        let handing = match self.role {
+            Role::Sieve => None,
+            Role::Fetcher | Role::All => {
+                Some(tokio::spawn(handover::write(self.states.clone(), handed)))
+            }
+        };
         let (publisher, intake) = match self.role {
             Role::Fetcher => (
                 Some(tokio::spawn(publish_reports(
                     self.js.clone(),
                     polled,
                     Some(reports),
+                    Some(handovers),
                 ))),
                 None,
             ),
@@ -810,7 +866,7 @@ impl Part {
                 let js = self.js.clone();
                 let done = sources_done.clone();
                 let publisher = tokio::spawn(async move {
-                    let published = publish_reports(js, polled, None).await;
+                    let published = publish_reports(js, polled, None, Some(handovers)).await;
                     done.cancel();
                     published
                 });
@@ -845,7 +901,12 @@ impl Part {
             Some(listed) if mode == Mode::Forever && self.role != Role::Sieve => {
                 let stop = CancellationToken::new();
                 let task = tokio::spawn(keep_leases(
-                    (self.leases.clone(), self.members.clone()),
+                    (
+                        self.leases.clone(),
+                        self.members.clone(),
+                        self.states.clone(),
+                        self.store.clone(),
+                    ),
                     self.me.clone(),
                     self.held.clone(),
                     (self.all_feeds.clone(), listed),
@@ -895,6 +956,7 @@ impl Part {
             keeper,
             leading,
             listing,
+            handing,
         }
     }
 
@@ -907,6 +969,19 @@ impl Part {
                 Ok(Ok(n)) => info!(reports = n, "Published the poll reports."),
                 Ok(Err(e)) => result = Err(anyhow::Error::from(e)),
                 Err(e) => result = Err(anyhow::anyhow!("the publisher task failed: {e}")),
+            }
+        }
+        if let Some(mut h) = tasks.handing {
+            // Each handover is written once or given up; while NATS is away that can take a
+            // while, and a handover not written only costs one full fetch.
+            if tokio::time::timeout(LIST_WRITE_GRACE, &mut h)
+                .await
+                .is_err()
+            {
+                warn!(
+                    "Stopping with feed handovers not written; their next fetcher fetches them in full once."
+                );
+                h.abort();
             }
         }
         if stop.is_cancelled() {

@@ -1317,6 +1317,26 @@ impl Store {
         self.h()?.catalog.iter().values().map(|v| Ok(v?)).collect()
     }
 
+    /// Changes the stored state of the feed at `url` (a `pending` one named `name` when it has
+    /// none) with `change`: how a cluster fetcher takes over the validators of a feed whose host
+    /// another fetcher polled (`crate::cluster::handover`). The sieve writes feed states only
+    /// for feeds this process polls, and a host is adopted before its feeds are polled, so the
+    /// two never write one feed's state at once.
+    pub fn adopt_feed_state(
+        &self,
+        url: &str,
+        name: &str,
+        change: impl FnOnce(&mut FeedState),
+    ) -> Result<(), StoreError> {
+        let mut state = self
+            .feed_state(url)?
+            .unwrap_or_else(|| FeedState::pending(url, name));
+        change(&mut state);
+        self.h()?.feeds.insert(url.as_bytes(), to_json(&state))?;
+        self.note_unsynced();
+        Ok(())
+    }
+
     /// Saves (or replaces) a feed added at run time.
     pub fn put_catalog_entry(&self, url: &str, json: &[u8]) -> Result<(), StoreError> {
         self.h()?.catalog.insert(url, json)?;
