@@ -341,44 +341,51 @@ fn polled_since(fetcher: &TestEnv, since: chrono::DateTime<chrono::Utc>) -> Vec<
     urls
 }
 
+/// One feed server per host, on `hosts` loopback addresses from 127.0.0.`first`, each
+/// serving `/f.rss` with one story (of the names in turn, guids `<prefix>-<i>`); and the feeds'
+/// URLs.
+fn one_feed_per_host(first: u8, hosts: u8, prefix: &str) -> (Vec<FeedServer>, Vec<String>) {
+    const NAMES: [&str; 4] = ["solar", "rail", "glacier", "library"];
+    let servers: Vec<FeedServer> = (0..hosts)
+        .map(|i| FeedServer::start_on(&format!("127.0.0.{}:0", first + i)))
+        .collect();
+    let mut urls = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let guid: &'static str = Box::leak(format!("{prefix}-{i}").into_boxed_str());
+        let text: &'static str = Box::leak(story(NAMES[i % NAMES.len()]).into_boxed_str());
+        let item = Item {
+            guid,
+            link: guid,
+            title: guid,
+            text,
+            date: "Tue, 03 Mar 2026 07:00:00 GMT",
+        };
+        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
+        urls.push(s.url("/f.rss"));
+    }
+    (servers, urls)
+}
+
+/// A running fetcher's config: `urls` polled every second, host leases of 1 s.
+fn quick_fetcher(nats: &NatsServer, urls: &[String]) -> TestEnv {
+    clustered(
+        "interval = \"1s\"",
+        urls,
+        &format!(
+            "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
+            nats.url()
+        ),
+    )
+}
+
 #[test]
 fn running_fetchers_share_the_hosts_and_a_killed_ones_are_taken_over_within_the_ttl() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
     // Six hosts, one feed each.
-    let servers: Vec<FeedServer> = (1..=6)
-        .map(|i| FeedServer::start_on(&format!("127.0.0.{i}:0")))
-        .collect();
-    let texts: &'static Vec<String> = Box::leak(Box::new(
-        ["solar", "rail", "glacier", "library", "solar", "rail"]
-            .iter()
-            .map(|s| story(s))
-            .collect(),
-    ));
-    let mut urls = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let guid: &'static str = Box::leak(format!("story-{i}").into_boxed_str());
-        let item = Item {
-            guid,
-            link: guid,
-            title: guid,
-            text: &texts[i],
-            date: "Tue, 03 Mar 2026 07:00:00 GMT",
-        };
-        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
-        urls.push(s.url("/f.rss"));
-    }
-    let fetcher = || {
-        clustered(
-            "interval = \"1s\"",
-            &urls,
-            &format!(
-                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
-                nats.url()
-            ),
-        )
-    };
+    let (_servers, urls) = one_feed_per_host(1, 6, "story");
+    let fetcher = || quick_fetcher(&nats, &urls);
     let (a_env, b_env) = (fetcher(), fetcher());
     let mut a = a_env.start_daemon();
     let b = b_env.start_daemon();
@@ -653,38 +660,8 @@ fn the_feed_list_is_shared_so_feeds_added_anywhere_are_polled_once_and_by_fetche
         return;
     };
     // Four hosts, one feed each: A's config lists the first two, B's none.
-    let servers: Vec<FeedServer> = (1..=4)
-        .map(|i| FeedServer::start_on(&format!("127.0.0.{}:0", i + 10)))
-        .collect();
-    let texts: &'static Vec<String> = Box::leak(Box::new(
-        ["solar", "rail", "glacier", "library"]
-            .iter()
-            .map(|s| story(s))
-            .collect(),
-    ));
-    let mut urls = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let guid: &'static str = Box::leak(format!("listed-{i}").into_boxed_str());
-        let item = Item {
-            guid,
-            link: guid,
-            title: guid,
-            text: &texts[i],
-            date: "Tue, 03 Mar 2026 07:00:00 GMT",
-        };
-        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
-        urls.push(s.url("/f.rss"));
-    }
-    let fetcher = |own: &[String]| {
-        clustered(
-            "interval = \"1s\"",
-            own,
-            &format!(
-                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
-                nats.url()
-            ),
-        )
-    };
+    let (servers, urls) = one_feed_per_host(11, 4, "listed");
+    let fetcher = |own: &[String]| quick_fetcher(&nats, own);
     let (a_env, b_env) = (fetcher(&urls[..2]), fetcher(&[]));
     // Changes through the API (`feeds add`, `feeds remove`) need a token.
     for env in [&a_env, &b_env] {
@@ -760,38 +737,8 @@ fn a_fetcher_taking_over_a_host_asks_with_the_validators_the_last_one_saw() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let servers: Vec<FeedServer> = (1..=6)
-        .map(|i| FeedServer::start_on(&format!("127.0.0.{}:0", i + 20)))
-        .collect();
-    let texts: &'static Vec<String> = Box::leak(Box::new(
-        ["solar", "rail", "glacier", "library", "solar", "rail"]
-            .iter()
-            .map(|s| story(s))
-            .collect(),
-    ));
-    let mut urls = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let guid: &'static str = Box::leak(format!("handed-{i}").into_boxed_str());
-        let item = Item {
-            guid,
-            link: guid,
-            title: guid,
-            text: &texts[i],
-            date: "Tue, 03 Mar 2026 07:00:00 GMT",
-        };
-        s.set("/f.rss", rss("F", &[item]), "application/rss+xml");
-        urls.push(s.url("/f.rss"));
-    }
-    let fetcher = || {
-        clustered(
-            "interval = \"1s\"",
-            &urls,
-            &format!(
-                "nats = \"{}\"\nrole = \"fetcher\"\nlease_ttl = \"1s\"\n",
-                nats.url()
-            ),
-        )
-    };
+    let (servers, urls) = one_feed_per_host(21, 6, "handed");
+    let fetcher = || quick_fetcher(&nats, &urls);
     // A alone fetches every feed in full.
     let a_env = fetcher();
     let mut a = a_env.start_daemon();
