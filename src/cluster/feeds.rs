@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -52,19 +52,7 @@ impl FeedBucket {
         js: &jetstream::Context,
         replicas: usize,
     ) -> Result<FeedBucket, ClusterError> {
-        let kv = match js.get_key_value(FEEDS).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: FEEDS.to_string(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(setup)?,
-        };
+        let kv = super::open_bucket(js, FEEDS, replicas, std::time::Duration::ZERO).await?;
         Ok(FeedBucket { kv })
     }
 

@@ -6,7 +6,7 @@
 //! [`Handover`] after each full fetch the broker acknowledged ([`write()`]), and [`adopt`]s the
 //! handovers of the feeds of every host it takes, into its own store, before polling them.
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -53,23 +53,7 @@ impl StateBucket {
         js: &jetstream::Context,
         replicas: usize,
     ) -> Result<StateBucket, ClusterError> {
-        let kv = match js.get_key_value(STATES).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: STATES.to_string(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::Setup {
-                    what: "bucket",
-                    name: STATES,
-                    message: e.to_string(),
-                })?,
-        };
+        let kv = super::open_bucket(js, STATES, replicas, std::time::Duration::ZERO).await?;
         Ok(StateBucket { kv })
     }
 

@@ -152,40 +152,46 @@ pub async fn connect(url: &str, layout: Layout) -> Result<Cluster, ClusterError>
             message: e.to_string(),
         })?;
     }
-    let bucket = |name: &'static str| kv::Config {
-        bucket: name.to_string(),
-        history: 1,
-        max_age: layout.lease_ttl,
-        num_replicas: layout.replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    let mut stores = Vec::new();
-    for name in [LEASES, MEMBERS] {
-        let store = match js.get_key_value(name).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(bucket(name))
-                .await
-                .map_err(|e| ClusterError::Setup {
-                    what: "bucket",
-                    name,
-                    message: e.to_string(),
-                })?,
-        };
-        stores.push(store);
-    }
-    let members = Members {
-        kv: stores.swap_remove(1),
-    };
     let leases = Leases {
-        kv: stores.swap_remove(0),
+        kv: open_bucket(&js, LEASES, layout.replicas, layout.lease_ttl).await?,
+    };
+    let members = Members {
+        kv: open_bucket(&js, MEMBERS, layout.replicas, layout.lease_ttl).await?,
     };
     Ok(Cluster {
         js,
         leases,
         members,
     })
+}
+
+/// Opens the key-value bucket `name`, creating it when it is missing: one revision per key,
+/// `replicas` copies, each entry kept for `max_age` (zero: kept until deleted). An existing
+/// bucket is used as it is.
+async fn open_bucket(
+    js: &jetstream::Context,
+    name: &'static str,
+    replicas: usize,
+    max_age: Duration,
+) -> Result<kv::Store, ClusterError> {
+    match js.get_key_value(name).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: name.to_string(),
+                history: 1,
+                max_age,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::Setup {
+                what: "bucket",
+                name,
+                message: e.to_string(),
+            }),
+    }
 }
 
 /// Host leases: a key per host in a bucket whose entries expire after the lease TTL, taken
