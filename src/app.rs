@@ -205,19 +205,6 @@ pub async fn run(
         Some(_) => catalog.with_changes(listed),
     });
 
-    // In a cluster (`[cluster]`): the shared streams and feed list, and which feeds this
-    // process polls.
-    let cluster = match &config.cluster {
-        None => None,
-        Some(c) => {
-            Some(crate::cluster::roles::Part::join(c, &catalog, &store, &config.data_dir).await?)
-        }
-    };
-    let feeds: Vec<FeedConfig> = match &cluster {
-        Some(part) => part.feeds.clone(),
-        None => catalog.list()?.into_iter().map(|f| f.config).collect(),
-    };
-
     // The API: changes need the token; off loopback, everything does (the config ensures there
     // is one).
     let token = ensure_token(config)?;
@@ -256,6 +243,31 @@ pub async fn run(
             return Err(e)
                 .with_context(|| format!("cannot listen on {} (api.listen)", config.api.listen));
         }
+    };
+
+    // In a cluster (`[cluster]`): the shared streams and feed list, and which feeds this
+    // process polls. The API answers while this waits for NATS; a feed added meanwhile is
+    // kept in the store and moves into the shared list as the catalog joins it.
+    let cluster = match &config.cluster {
+        None => None,
+        Some(c) => {
+            match crate::cluster::roles::Part::join(c, &catalog, &store, &config.data_dir).await {
+                Ok(part) => Some(part),
+                Err(e) => {
+                    // No daemon after all: the API stops and says so.
+                    api_stop.cancel();
+                    if let Some(api) = api {
+                        let _ = api.await;
+                        let _ = std::fs::remove_file(daemon_info_path(&config.data_dir));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let feeds: Vec<FeedConfig> = match &cluster {
+        Some(part) => part.feeds.clone(),
+        None => catalog.list()?.into_iter().map(|f| f.config).collect(),
     };
 
     // The sieve: the one writer, on its own thread.

@@ -44,6 +44,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long `run` keeps trying to reach NATS and set up the streams at start.
 const JOIN_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a running fetcher waits after a host new to the feed list before its lease round,
+/// for more of the list's changes to come.
+const LIST_SETTLE: Duration = Duration::from_millis(250);
 /// How long a stopping process keeps trying to write its queued changes to the feed list, and
 /// its feeds' handovers.
 const LIST_WRITE_GRACE: Duration = Duration::from_secs(5);
@@ -130,8 +133,8 @@ pub async fn take_hosts(
 ///
 /// `feeds` is the feed list when it started; `listed` brings the list's changes (the shared
 /// list's, [`super::feeds`]): a feed of a host held goes to the scheduler at once, a feed of a
-/// new host starts a lease round, and a host left without feeds is released. Returns the
-/// leases held at the end.
+/// new host brings the next lease round forward (to [`LIST_SETTLE`] later), and a host left
+/// without feeds is released. Returns the leases held at the end.
 pub async fn keep_leases(
     cluster: (Leases, super::Members, StateBucket, Store),
     me: String,
@@ -163,8 +166,13 @@ pub async fn keep_leases(
                 () = &mut wake => break,
                 change = listed.recv(), if listing => match change {
                     Some(change) => {
+                        // A host new to the list: a round soon, once the rest of a burst of
+                        // additions (an import) is in, not one round per feed.
                         if list_change(change, &mut hosts, &mut held, &leases, &changes).await {
-                            break;
+                            let soon = tokio::time::Instant::now() + LIST_SETTLE;
+                            if soon < wake.deadline() {
+                                wake.as_mut().reset(soon);
+                            }
                         }
                     }
                     None => listing = false,
