@@ -412,19 +412,8 @@ fn main() {
         let _ = progress.join();
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(code, 0, "feedsieve failed:\n{stderr}");
-        let summary = stderr
-            .lines()
-            .find(|l| l.contains("new articles"))
-            .unwrap_or("")
-            .to_string();
-        let number_before = |word: &str| -> String {
-            summary
-                .split(word)
-                .next()
-                .and_then(|s| s.split_whitespace().last())
-                .unwrap_or("?")
-                .to_string()
-        };
+        let summary = summary_line(&stderr);
+        let number_before = |word: &str| number_before(summary, word).unwrap_or("?");
         let sum = |f: fn(&Host) -> usize| hosts.iter().map(|h| f(h)).sum::<usize>();
         let peak = hosts
             .iter()
@@ -443,6 +432,20 @@ fn main() {
             number_before(" duplicates dropped"),
         );
     }
+}
+
+/// The summary line `run --once` ends its log with ("... 2 new articles, 2 duplicates
+/// dropped"), or "" when there is none.
+fn summary_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("new articles"))
+        .unwrap_or("")
+}
+
+/// The number just before `word` in a summary line.
+fn number_before<'a>(summary: &'a str, word: &str) -> Option<&'a str> {
+    summary.split(word).next()?.split_whitespace().last()
 }
 
 /// CPU seconds a process has used so far (user and system), from /proc.
@@ -554,16 +557,9 @@ fn cluster_pass(fetchers: usize, base: &Path, dir: &Path, hosts: &[Arc<Host>], f
     let nats_after_sieve = proc_cpu(nats.id());
     let _ = nats.kill();
     let _ = nats.wait();
-    let summary = stderr
-        .lines()
-        .find(|l| l.contains("new articles"))
-        .unwrap_or("")
-        .to_string();
+    let summary = summary_line(&stderr);
     let number_before = |word: &str| -> f64 {
-        summary
-            .split(word)
-            .next()
-            .and_then(|s| s.split_whitespace().last())
+        number_before(summary, word)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0.0)
     };
