@@ -114,6 +114,7 @@ pub fn read(doc: &str, feed_url: &str) -> Option<RawFeed> {
     config.trim_text(false);
     let mut xml = Xml {
         reader,
+        doc,
         base,
         default: Ns::Other,
     };
@@ -172,6 +173,8 @@ enum Next<'a> {
 
 struct Xml<'a> {
     reader: NsReader<&'a [u8]>,
+    /// The document `reader` reads: what it has left is always a suffix of it.
+    doc: &'a str,
     base: Url,
     /// The namespace of unprefixed (and wrongly prefixed) elements, from the root.
     default: Ns,
@@ -268,6 +271,9 @@ impl<'a> Xml<'a> {
     /// The text of the element just started (`None` when it has none); declines when it holds
     /// an element.
     fn text(&mut self) -> Read<Option<String>> {
+        if let Some(read) = self.direct_text() {
+            return read;
+        }
         let mut text = None;
         loop {
             match self.next(Some(&mut text))? {
@@ -275,6 +281,44 @@ impl<'a> Xml<'a> {
                 Next::End => return Ok(text),
                 Next::Text | Next::Other => {}
             }
+        }
+    }
+
+    /// The text of the element just started, read straight from the document when it holds only
+    /// characters, references and CDATA up to its end tag; `None`, with the reader untouched,
+    /// for anything else (an empty element, comments, processing instructions, child elements,
+    /// a reference quick-xml would refuse), which [`Xml::text`] then reads event by event.
+    ///
+    /// quick-xml reports every reference as an event of its own, so escaped HTML (`&lt;p&gt;`)
+    /// came as several events a tag, and going through them, with the text growing piece by
+    /// piece, was most of the reading. The result is the same: the same functions resolve each
+    /// reference, and the end tag is still read (and checked) by quick-xml.
+    fn direct_text(&mut self) -> Option<Read<Option<String>>> {
+        let doc = self.doc;
+        let start = doc.len() - self.reader.get_mut().len();
+        // After `<a/>` quick-xml owes an `End` it has not read from the document.
+        if doc[..start].ends_with("/>") {
+            return None;
+        }
+        let bytes = doc.as_bytes();
+        let mut text = String::new();
+        let mut at = start;
+        loop {
+            let lt = at + memchr::memchr(b'<', &bytes[at..])?;
+            unescape_into(&doc[at..lt], &mut text)?;
+            let markup = &doc[lt..];
+            if markup.starts_with("</") {
+                *self.reader.get_mut() = &bytes[lt..];
+                let text = (!text.is_empty()).then_some(text);
+                return Some(match self.next(None) {
+                    Ok(Next::End) => Ok(text),
+                    Ok(_) | Err(Declined) => Err(Declined),
+                });
+            }
+            let cdata = markup.strip_prefix("<![CDATA[")?;
+            let end = memchr::memmem::find(cdata.as_bytes(), b"]]>")?;
+            text.push_str(&cdata[..end]);
+            at = lt + "<![CDATA[".len() + end + "]]>".len();
         }
     }
 
@@ -491,6 +535,41 @@ impl<'a> Xml<'a> {
     }
 }
 
+/// Appends `raw` (characters between markup) to `text` with its references resolved as
+/// [`Xml::next`] resolves quick-xml's reference events; `None` where quick-xml would fail (a `&`
+/// without its `;`, a bad character reference).
+fn unescape_into(raw: &str, text: &mut String) -> Option<()> {
+    if text.capacity() == 0 {
+        // Resolving references only shortens the text.
+        text.reserve(raw.len());
+    }
+    let bytes = raw.as_bytes();
+    let mut at = 0;
+    while let Some(amp) = memchr::memchr(b'&', &bytes[at..]).map(|i| at + i) {
+        text.push_str(&raw[at..amp]);
+        let semi = amp + 1 + memchr::memchr2(b';', b'&', &bytes[amp + 1..])?;
+        if bytes[semi] != b';' {
+            return None;
+        }
+        let name = &raw[amp + 1..semi];
+        match quick_xml::events::BytesRef::new(name).resolve_char_ref() {
+            Ok(Some(c)) => text.push(c),
+            Ok(None) => match quick_xml::escape::resolve_predefined_entity(name) {
+                Some(resolved) => text.push_str(resolved),
+                None => {
+                    text.push('&');
+                    text.push_str(name);
+                    text.push(';');
+                }
+            },
+            Err(_) => return None,
+        }
+        at = semi + 1;
+    }
+    text.push_str(&raw[at..]);
+    Some(())
+}
+
 /// The entry, with its first link as its id when it has none (feedsieve's id generator for
 /// feed-rs does the same).
 fn with_id(mut entry: RawEntry) -> RawEntry {
@@ -555,6 +634,43 @@ mod tests {
             )
         });
         assert_eq!(both[0], both[1]);
+    }
+
+    #[test]
+    fn text_read_straight_from_the_document_is_the_text_of_the_events() {
+        let summary = |description: &str| {
+            let doc = format!(
+                r#"<rss version="2.0"><channel><item>{description}<title>t</title></item></channel></rss>"#
+            );
+            read(&doc, URL).map(|feed| {
+                let item = &feed.entries[0];
+                assert_eq!(item.title.as_deref(), Some("t"), "{description}");
+                item.summary.clone()
+            })
+        };
+        let text = |inner: &str| summary(&format!("<description>{inner}</description>"));
+        // References resolved as quick-xml's events give them, unknown entities kept.
+        assert_eq!(
+            text("a &lt;b&gt; &amp;amp; &#x41;&#66; &unknown; z"),
+            Some(Some("a <b> &amp; AB &unknown; z".into()))
+        );
+        // CDATA between text, an empty CDATA, whitespace trimmed.
+        assert_eq!(
+            text(" <![CDATA[<p>x]]>&lt;y<![CDATA[]]>\n"),
+            Some(Some("<p>x<y".into()))
+        );
+        assert_eq!(text("<![CDATA[]]>"), Some(None));
+        assert_eq!(text(""), Some(None));
+        // An empty element: its end is quick-xml's, not the next element's.
+        assert_eq!(summary("<description/>"), Some(None));
+        assert_eq!(summary("<description />"), Some(None));
+        // A comment: read event by event.
+        assert_eq!(text("a<!-- c -->b"), Some(Some("ab".into())));
+        // What quick-xml refuses is declined either way.
+        assert_eq!(text("bad & amp"), None);
+        assert_eq!(text("&#0;"), None);
+        assert_eq!(text("&#xZZ;"), None);
+        assert_eq!(text("a &amp"), None);
     }
 
     #[test]
