@@ -23,8 +23,6 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
-
 /// A dateline is at most this long.
 pub const DATELINE_MAX_BYTES: usize = 80;
 /// Paragraphs longer than this are never taken for boilerplate.
@@ -166,14 +164,16 @@ fn strip_dateline(para: &str) -> Option<&str> {
     (!rest.is_empty()).then_some(rest)
 }
 
-/// All the cues in one automaton, matched ASCII-case-insensitively in a single pass.
-static CUES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    // A DFA: the search runs over every body, and the cues are few.
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-        .build(BOILERPLATE_CUES)
-        .ok()
+/// All the cues in one automaton, matched against the paragraph lowercased (ASCII), in a single
+/// pass. Matching lowercased text exactly finds what an ASCII-case-insensitive search finds, and
+/// lets aho-corasick use its SIMD prefilter (Teddy), which case-insensitive searches cannot:
+/// its automaton walked every byte of every short paragraph (3% of pass 1 on the benchmark
+/// workload).
+static CUES: LazyLock<Option<aho_corasick::packed::Searcher>> = LazyLock::new(|| {
+    aho_corasick::packed::Config::new()
+        .builder()
+        .extend(BOILERPLATE_CUES)
+        .build()
 });
 
 /// A short paragraph made of wrapping.
@@ -185,13 +185,19 @@ fn is_boilerplate(para: &str) -> bool {
     if certainly_longer_than(para, BOILERPLATE_MAX_WORDS) {
         return false;
     }
-    let cue = match CUES.as_ref() {
-        Some(cues) => cues.is_match(para),
-        None => {
-            let lower = para.to_lowercase();
-            BOILERPLATE_CUES.iter().any(|cue| lower.contains(cue))
+    thread_local! {
+        static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let cue = LOWER.with_borrow_mut(|lower| {
+        lower.clear();
+        lower.extend(para.bytes().map(|b| b.to_ascii_lowercase()));
+        match CUES.as_ref() {
+            Some(cues) => cues.find(lower.as_slice()).is_some(),
+            None => BOILERPLATE_CUES
+                .iter()
+                .any(|cue| memchr::memmem::find(lower, cue.as_bytes()).is_some()),
         }
-    };
+    });
     cue && para.split_whitespace().nth(BOILERPLATE_MAX_WORDS).is_none()
 }
 
@@ -357,6 +363,27 @@ mod tests {
             story_text("Posted July 08, 2017\n\nNetanyahu spoke."),
             "Netanyahu spoke."
         );
+    }
+
+    #[test]
+    fn cues_are_found_in_any_ascii_case() {
+        for para in [
+            "ALL RIGHTS RESERVED.",
+            "Copyright \u{a9} 2024 Example Media",
+            "cOpYrIgHt \u{a9} the authors",
+            "\u{a9} Copyright Example",
+            "Read More: the full story",
+            "Le contenu. Subscribe To our list",
+        ] {
+            assert!(is_boilerplate(para), "{para}");
+        }
+        for para in [
+            "A short paragraph.",
+            "Copyright law changed",
+            "read more of this",
+        ] {
+            assert!(!is_boilerplate(para), "{para}");
+        }
     }
 
     #[test]
