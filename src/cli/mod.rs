@@ -237,7 +237,15 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             let summary = runtime()?.block_on(async {
                 let signal = app::shutdown_signal();
                 let hangups = (mode == Mode::Forever).then(app::hangup_signal).flatten();
-                app::run(&config, mode, signal, hangups).await
+                // On a worker, not on this thread: the scheduler wakes for every poll that
+                // ends and starts the next, and from here each of those was a wake-up of this
+                // thread and of a worker (2,200 thread switches in a 1,000-feed pass).
+                let config = config.clone();
+                tokio::spawn(async move { app::run(&config, mode, signal, hangups).await })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(anyhow::Error::new(e).context("the daemon's task failed"))
+                    })
             })?;
             // Every handle on the store is gone with the runtime: write sled's snapshot now.
             app::checkpoint(&config);
