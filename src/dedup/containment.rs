@@ -86,10 +86,19 @@ pub struct Sketch {
 /// The hashes of every `n`-word shingle: a polynomial over the words' stable hashes, rolled
 /// along the text (one multiply per word), then mixed by MurmurHash3's 64-bit finalizer so that
 /// the values are uniform for winnowing and for the modulo sample.
+#[cfg(test)]
 fn shingle_hashes(words: &[u64], n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    shingle_hashes_into(words, n, &mut out);
+    out
+}
+
+/// [`shingle_hashes`] into `out` (cleared first), so that a thread reuses one buffer.
+fn shingle_hashes_into(words: &[u64], n: usize, out: &mut Vec<u64>) {
     let top = (0..n - 1).fold(1u64, |p, _| p.wrapping_mul(ROLL)); // ROLL^(n-1)
     let seed = SHINGLE_SEED ^ n as u64;
-    let mut out = Vec::with_capacity(words.len().saturating_sub(n - 1));
+    out.clear();
+    out.reserve(words.len().saturating_sub(n - 1));
     let mut acc = 0u64;
     for (i, &w) in words.iter().enumerate() {
         if i >= n {
@@ -100,7 +109,6 @@ fn shingle_hashes(words: &[u64], n: usize) -> Vec<u64> {
             out.push(fmix64(acc ^ seed));
         }
     }
-    out
 }
 
 /// MurmurHash3's 64-bit finalizer.
@@ -143,29 +151,39 @@ pub fn sketch(word_hashes: &[u64]) -> Sketch {
     if word_hashes.len() < SHORT {
         return Sketch::default();
     }
-    let short = shingle_hashes(word_hashes, SHORT);
-    let long = if word_hashes.len() >= LONG {
-        shingle_hashes(word_hashes, LONG)
-    } else {
-        Vec::new()
-    };
-    let lede_len = LEDE_WORDS.saturating_sub(SHORT - 1).min(short.len());
-    let mut lede: Vec<u64> = short[..lede_len].to_vec();
-    lede.sort_unstable();
-    lede.dedup();
-    let mut anchors: Vec<u64> = short
-        .iter()
-        .copied()
-        .filter(|h| h % ANCHOR_MOD == 0)
-        .collect();
-    anchors.extend(lede.iter().take(LEDE_ANCHORS));
-    anchors.sort_unstable();
-    anchors.dedup();
-    Sketch {
-        short: winnow(&short),
-        long: winnow(&long),
-        anchors,
+    // The shingles are scratch: one set of buffers per thread, not three allocations of a few
+    // KB per item.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<[Vec<u64>; 3]> = const {
+            std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
+        };
     }
+    SCRATCH.with_borrow_mut(|[short, long, lede]| {
+        shingle_hashes_into(word_hashes, SHORT, short);
+        if word_hashes.len() >= LONG {
+            shingle_hashes_into(word_hashes, LONG, long);
+        } else {
+            long.clear();
+        }
+        let lede_len = LEDE_WORDS.saturating_sub(SHORT - 1).min(short.len());
+        lede.clear();
+        lede.extend_from_slice(&short[..lede_len]);
+        lede.sort_unstable();
+        lede.dedup();
+        let mut anchors: Vec<u64> = short
+            .iter()
+            .copied()
+            .filter(|h| h % ANCHOR_MOD == 0)
+            .collect();
+        anchors.extend(lede.iter().take(LEDE_ANCHORS));
+        anchors.sort_unstable();
+        anchors.dedup();
+        Sketch {
+            short: winnow(short),
+            long: winnow(long),
+            anchors,
+        }
+    })
 }
 
 /// Number of values two sorted slices share.

@@ -388,6 +388,9 @@ pub fn fingerprint_with(text: &str, boilerplate: &super::clean::Boilerplate) -> 
     fingerprint_words(&Words::of(text), boilerplate)
 }
 
+/// Weighted simhash features: a word's hash and its weight.
+type Features = Vec<(u64, i32)>;
+
 /// [`fingerprint_with`] of a body already scanned.
 pub fn fingerprint_words(
     words: &Words<'_>,
@@ -399,22 +402,29 @@ pub fn fingerprint_words(
     // Term frequencies of the meaningful words: runs of equal hashes once sorted.
     // Kept without a branch: about half the words are stop words, in no pattern a branch
     // predictor could learn.
-    let mut meaningful = vec![0u64; hashes.len()];
-    let mut kept = 0;
-    for &h in hashes.iter() {
-        meaningful[kept] = h;
-        kept += usize::from(!is_stop_hash(h));
+    // Scratch buffers, one pair per thread: not two allocations of a few KB per item.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<u64>, Features)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
-    meaningful.truncate(kept);
-    meaningful.sort_unstable();
-    // Sized up front: `chunk_by` promises one run at least, so `collect` would grow it by doubling.
-    let mut tf: Vec<(u64, i32)> = Vec::with_capacity(meaningful.len());
-    tf.extend(
-        meaningful
-            .chunk_by(|a, b| a == b)
-            .map(|run| (run[0], tf_weight(run.len() as u32))),
-    );
-    let simhash = simhash_of_features(&tf);
+    let simhash = SCRATCH.with_borrow_mut(|(meaningful, tf)| {
+        meaningful.clear();
+        meaningful.resize(hashes.len(), 0);
+        let mut kept = 0;
+        for &h in hashes.iter() {
+            meaningful[kept] = h;
+            kept += usize::from(!is_stop_hash(h));
+        }
+        meaningful.truncate(kept);
+        meaningful.sort_unstable();
+        tf.clear();
+        tf.extend(
+            meaningful
+                .chunk_by(|a, b| a == b)
+                .map(|run| (run[0], tf_weight(run.len() as u32))),
+        );
+        simhash_of_features(tf)
+    });
     let sketch = containment::sketch(hashes);
     Fingerprint {
         simhash,

@@ -153,8 +153,9 @@ pub fn encode_record(record: &ArticleOut<'_>, keys: &ArticleKeys) -> Vec<u8> {
 pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Whether any byte of x is zero (exact).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    // The high bit of each zero byte of x; the lowest one set is exact (bits above it may be
+    // set falsely by the borrow).
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let bytes = text.as_bytes();
     out.push(b'"');
     let mut copied = 0;
@@ -164,14 +165,15 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             let x = u64::from_le_bytes(word);
-            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
-            if !(control
-                || has_zero(x ^ (ONES * b'"' as u64))
-                || has_zero(x ^ (ONES * b'\\' as u64)))
-            {
+            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+            let special =
+                control | zeros(x ^ (ONES * b'"' as u64)) | zeros(x ^ (ONES * b'\\' as u64));
+            if special == 0 {
                 i += 8;
                 continue;
             }
+            // Straight to the first byte to escape (little-endian: the lowest bit set).
+            i += (special.trailing_zeros() / 8) as usize;
         }
         let b = bytes[i];
         let short: &[u8] = match b {
