@@ -129,21 +129,56 @@ fn winnow(shingles: &[u64]) -> Vec<u64> {
     if shingles.len() <= WINDOW {
         return shingles.iter().min().copied().into_iter().collect();
     }
-    let windows = shingles.len() - WINDOW + 1;
-    let mut marks = vec![0u64; windows];
-    let mut kept = 0;
-    let mut last = None;
-    for window in shingles.windows(WINDOW) {
-        let min = window.iter().fold(u64::MAX, |m, &s| m.min(s));
-        // Consecutive windows mostly share their minimum: written always, kept when new.
-        marks[kept] = min;
-        kept += usize::from(last != Some(min));
-        last = Some(min);
+    let mut marks = window_minima(shingles);
+    // Consecutive windows mostly share their minimum: each is written, and kept when it is new,
+    // without a branch (`Vec::dedup` branches on every element, and mispredicts).
+    let mut kept = 1;
+    let mut last = marks[0];
+    for i in 1..marks.len() {
+        let m = marks[i];
+        marks[kept] = m;
+        kept += usize::from(m != last);
+        last = m;
     }
     marks.truncate(kept);
     marks.sort_unstable();
     marks.dedup();
     marks
+}
+
+/// The minimum of each window of [`WINDOW`] shingles, in order, from minima of pairs: each pass
+/// is a plain element-wise `min` over slices, which the compiler turns into vector code (a fold
+/// over every window, six loads and five compares a position, does not vectorize).
+fn window_minima(shingles: &[u64]) -> Vec<u64> {
+    const _: () = assert!(WINDOW == 6, "window_minima covers windows of six");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { window_minima_avx2(shingles) };
+        }
+    }
+    window_minima_of(shingles)
+}
+
+/// [`window_minima_of`] compiled for AVX2 (64-bit compares in vector registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn window_minima_avx2(shingles: &[u64]) -> Vec<u64> {
+    window_minima_of(shingles)
+}
+
+#[inline(always)]
+fn window_minima_of(s: &[u64]) -> Vec<u64> {
+    // pairs[i] = min(s[i], s[i+1]); a window [i, i+6) is pairs i, i+2 and i+4.
+    let pairs: Vec<u64> = s.iter().zip(&s[1..]).map(|(&a, &b)| a.min(b)).collect();
+    let windows = s.len() - WINDOW + 1;
+    pairs[..windows]
+        .iter()
+        .zip(&pairs[2..windows + 2])
+        .zip(&pairs[4..windows + 4])
+        .map(|((&a, &b), &c)| a.min(b).min(c))
+        .collect()
 }
 
 /// The sketch of a text, from the stable hashes of its words in order.
