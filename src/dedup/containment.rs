@@ -146,30 +146,17 @@ fn winnow(shingles: &[u64]) -> Vec<u64> {
     marks
 }
 
-/// The minimum of each window of [`WINDOW`] shingles, in order, from minima of pairs: each pass
-/// is a plain element-wise `min` over slices, which the compiler turns into vector code (a fold
-/// over every window, six loads and five compares a position, does not vectorize).
-fn window_minima(shingles: &[u64]) -> Vec<u64> {
-    const _: () = assert!(WINDOW == 6, "window_minima covers windows of six");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { window_minima_avx2(shingles) };
-        }
-    }
-    window_minima_of(shingles)
-}
-
-/// [`window_minima_of`] compiled for AVX2 (64-bit compares in vector registers).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn window_minima_avx2(shingles: &[u64]) -> Vec<u64> {
-    window_minima_of(shingles)
+with_avx2! {
+    /// The minimum of each window of [`WINDOW`] shingles, in order, from minima of pairs: each
+    /// pass is a plain element-wise `min` over slices, which the compiler turns into vector
+    /// code (a fold over every window, six loads and five compares a position, does not
+    /// vectorize).
+    fn window_minima(shingles: &[u64]) -> Vec<u64> = window_minima_of
 }
 
 #[inline(always)]
 fn window_minima_of(s: &[u64]) -> Vec<u64> {
+    const _: () = assert!(WINDOW == 6, "window_minima covers windows of six");
     // pairs[i] = min(s[i], s[i+1]); a window [i, i+6) is pairs i, i+2 and i+4.
     let pairs: Vec<u64> = s.iter().zip(&s[1..]).map(|(&a, &b)| a.min(b)).collect();
     let windows = s.len() - WINDOW + 1;

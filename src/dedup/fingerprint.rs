@@ -484,23 +484,10 @@ pub fn weighted_simhash(features: impl Iterator<Item = (u64, i32)>) -> u64 {
     simhash_of_features(&features)
 }
 
-/// [`weighted_simhash`] of features already in a slice.
-fn simhash_of_features(features: &[(u64, i32)]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { simhash_avx2(features) };
-        }
-    }
-    simhash_of(features)
-}
-
-/// [`simhash_of`] compiled for AVX2 (eight 32-bit lanes instead of SSE2's four).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn simhash_avx2(features: &[(u64, i32)]) -> u64 {
-    simhash_of(features)
+with_avx2! {
+    /// [`weighted_simhash`] of features already in a slice (AVX2: eight 32-bit lanes instead of
+    /// SSE2's four).
+    fn simhash_of_features(features: &[(u64, i32)]) -> u64 = simhash_of
 }
 
 /// The simhash sums. Per bit, the weight of the features that set it; the bit is set when that is

@@ -21,6 +21,29 @@
 //! [`MIN_CONTENT_WORDS`], `near` needs [`MIN_NEAR_WORDS`] on both sides, and `contained` needs
 //! [`MIN_CONTAINED_WORDS`].
 
+/// Defines a function that runs `$generic` compiled for AVX2 when the CPU has it (checked at
+/// run time: the binary targets baseline x86-64) and as compiled otherwise. `$generic` should be
+/// `#[inline(always)]`, so that each copy is compiled for its own target.
+macro_rules! with_avx2 {
+    ($(#[$doc:meta])* fn $name:ident($arg:ident: $ty:ty) -> $ret:ty = $generic:ident) => {
+        $(#[$doc])*
+        fn $name($arg: $ty) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($arg: $ty) -> $ret {
+                    $generic($arg)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { avx2($arg) };
+                }
+            }
+            $generic($arg)
+        }
+    };
+}
+
 pub mod blocks;
 pub mod clean;
 pub mod containment;
