@@ -129,43 +129,54 @@ fn winnow(shingles: &[u64]) -> Vec<u64> {
     if shingles.len() <= WINDOW {
         return shingles.iter().min().copied().into_iter().collect();
     }
-    let mut marks = window_minima(shingles);
-    // Consecutive windows mostly share their minimum: each is written, and kept when it is new,
-    // without a branch (`Vec::dedup` branches on every element, and mispredicts).
-    let mut kept = 1;
-    let mut last = marks[0];
-    for i in 1..marks.len() {
-        let m = marks[i];
-        marks[kept] = m;
-        kept += usize::from(m != last);
-        last = m;
+    // The window minima are scratch (one per shingle, most of them repeats): one pair of buffers
+    // per thread, and only the marks kept are copied out, into a vector of their size.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
-    marks.truncate(kept);
+    let mut marks = SCRATCH.with_borrow_mut(|(pairs, minima)| {
+        window_minima((shingles, pairs, minima));
+        // Consecutive windows mostly share their minimum: each is written, and kept when it is
+        // new, without a branch (`Vec::dedup` branches on every element, and mispredicts).
+        let mut kept = 1;
+        let mut last = minima[0];
+        for i in 1..minima.len() {
+            let m = minima[i];
+            minima[kept] = m;
+            kept += usize::from(m != last);
+            last = m;
+        }
+        minima[..kept].to_vec()
+    });
     marks.sort_unstable();
     marks.dedup();
     marks
 }
 
 with_avx2! {
-    /// The minimum of each window of [`WINDOW`] shingles, in order, from minima of pairs: each
-    /// pass is a plain element-wise `min` over slices, which the compiler turns into vector
-    /// code (a fold over every window, six loads and five compares a position, does not
-    /// vectorize).
-    fn window_minima(shingles: &[u64]) -> Vec<u64> = window_minima_of
+    /// The minimum of each window of [`WINDOW`] shingles, in order, into the last buffer, from
+    /// minima of pairs (in the middle one): each pass is a plain element-wise `min` over slices,
+    /// which the compiler turns into vector code (a fold over every window, six loads and five
+    /// compares a position, does not vectorize).
+    fn window_minima(args: (&[u64], &mut Vec<u64>, &mut Vec<u64>)) -> () = window_minima_of
 }
 
 #[inline(always)]
-fn window_minima_of(s: &[u64]) -> Vec<u64> {
+fn window_minima_of((s, pairs, out): (&[u64], &mut Vec<u64>, &mut Vec<u64>)) {
     const _: () = assert!(WINDOW == 6, "window_minima covers windows of six");
     // pairs[i] = min(s[i], s[i+1]); a window [i, i+6) is pairs i, i+2 and i+4.
-    let pairs: Vec<u64> = s.iter().zip(&s[1..]).map(|(&a, &b)| a.min(b)).collect();
+    pairs.clear();
+    pairs.extend(s.iter().zip(&s[1..]).map(|(&a, &b)| a.min(b)));
     let windows = s.len() - WINDOW + 1;
-    pairs[..windows]
-        .iter()
-        .zip(&pairs[2..windows + 2])
-        .zip(&pairs[4..windows + 4])
-        .map(|((&a, &b), &c)| a.min(b).min(c))
-        .collect()
+    out.clear();
+    out.extend(
+        pairs[..windows]
+            .iter()
+            .zip(&pairs[2..windows + 2])
+            .zip(&pairs[4..windows + 4])
+            .map(|((&a, &b), &c)| a.min(b).min(c)),
+    );
 }
 
 /// The sketch of a text, from the stable hashes of its words in order.

@@ -1483,6 +1483,9 @@ impl Store {
         let found: Vec<(u64, u32)> = {
             let lookup = self.read_lookup()?;
             let mut found = lookup.anchor_hits(anchors, limit);
+            for &(seq, _) in &found {
+                lookup.prefetch_entry(seq);
+            }
             found.retain(|&(seq, _)| {
                 lookup.may_matter(seq, &candidate.long_marks, candidate.simhash)
             });
