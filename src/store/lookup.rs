@@ -6,7 +6,7 @@
 //!
 //! | table      | holds                                                   | for             |
 //! |------------|---------------------------------------------------------|-----------------|
-//! | `items`    | the 64-bit id of every item ever delivered (article or copy) | re-listings |
+//! | `items`    | the 64-bit id of every item ever delivered (article or copy) → the seq of the article it became | re-listings, articles by id |
 //! | `guids`    | hash of each stored article's globally unique guid → seq | `guid`         |
 //! | `urls`     | hash of each stored article's canonical link → seq      | `url`           |
 //! | `window`   | per article in `dedup.window`: when stored, simhash, content hash | the rest |
@@ -28,7 +28,7 @@
 //! [`SAVE_EVERY`] articles. Opening loads the file and indexes the articles stored after it; with
 //! no usable file, the tables are rebuilt from the article log once (with progress in the log).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
@@ -43,7 +43,12 @@ pub const SAVE_EVERY: u64 = 50_000;
 pub const MAX_ANCHOR_POSTINGS: usize = 64;
 
 const MAGIC: &[u8; 8] = b"FSLOOKUP";
-const VERSION: u32 = 4;
+/// 5: `items` maps each id to its article's seq (4 held the ids alone; a version-4 file still
+/// loads, its ids marked [`UNKNOWN_SEQ`]).
+const VERSION: u32 = 5;
+/// The value in `items` of an id whose article seq the tables do not hold: a duplicate's, or an
+/// article's indexed from a version-4 file. Its `i` key in sled says what became of it.
+const UNKNOWN_SEQ: u64 = u64::MAX;
 /// Bits of the filter each window article keeps of its long containment marks.
 const BLOOM_BITS: u64 = 1024;
 
@@ -197,7 +202,10 @@ pub struct Indexed<'a> {
 /// The tables; see the module documentation.
 pub struct Lookup {
     tables: BlockTables,
-    items: HashSet<u64>,
+    /// Item id value → the seq of the article it became, or [`UNKNOWN_SEQ`]. Since store format
+    /// 5 this is the only index from an article's id to its seq (sled keeps `i` keys for
+    /// duplicates only): one sled key less for every article stored.
+    items: HashMap<u64, u64>,
     guids: HashMap<u64, u64>,
     urls: HashMap<u64, u64>,
     contents: HashMap<u64, u64>,
@@ -225,7 +233,7 @@ impl Lookup {
         let tables = BlockTables::new(max_distance);
         Lookup {
             tables,
-            items: HashSet::new(),
+            items: HashMap::new(),
             guids: HashMap::new(),
             urls: HashMap::new(),
             contents: HashMap::new(),
@@ -255,7 +263,9 @@ impl Lookup {
     /// Adds a stored article. Articles come in seq order.
     pub fn add_article(&mut self, a: &Indexed<'_>) {
         if let Some(v) = item_value(a.id) {
-            self.items.insert(v);
+            // Two ids with the same 16 digits (the second got a `-seq` suffix): the first keeps
+            // the entry; the suffix names the second's seq.
+            self.items.entry(v).or_insert(a.seq);
         }
         if let Some(g) = a.global_guid {
             self.guids.entry(key_hash(g)).or_insert(a.seq);
@@ -341,7 +351,7 @@ impl Lookup {
     /// Records an item suppressed as a duplicate (so its feed re-listing it is no news).
     pub fn add_duplicate(&mut self, seq: u64, id: &str) {
         if let Some(v) = item_value(id) {
-            self.items.insert(v);
+            self.items.entry(v).or_insert(UNKNOWN_SEQ);
         }
         self.last_duplicate = self.last_duplicate.max(seq);
     }
@@ -379,7 +389,17 @@ impl Lookup {
 
     /// Was an item with this id delivered before?
     pub fn seen(&self, id: &str) -> bool {
-        item_value(id).is_some_and(|v| self.items.contains(&v))
+        item_value(id).is_some_and(|v| self.items.contains_key(&v))
+    }
+
+    /// The seq of the article an item with exactly this id became, when the tables know it (see
+    /// [`Store::item`](super::Store::item) for the other cases).
+    pub fn article_of_item(&self, id: &str) -> Option<u64> {
+        if id.len() != 16 {
+            return None;
+        }
+        let seq = *self.items.get(&item_value(id)?)?;
+        (seq != UNKNOWN_SEQ).then_some(seq)
     }
 
     /// The article stored under this guid's hash (to be confirmed by the caller).
@@ -534,7 +554,7 @@ impl Lookup {
         let near: usize =
             self.heads.iter().map(Heads::bytes).sum::<usize>() + self.links.capacity() * 4;
         [
-            ("items", map(self.items.capacity(), 8)),
+            ("items", map(self.items.capacity(), 16)),
             (
                 "guids+urls",
                 map(self.guids.capacity(), 16) + map(self.urls.capacity(), 16),
@@ -567,8 +587,9 @@ impl Lookup {
             put64(&mut w, v)?;
         }
         put64(&mut w, self.items.len() as u64)?;
-        for &v in &self.items {
+        for (&v, &seq) in &self.items {
             put64(&mut w, v)?;
+            put64(&mut w, seq)?;
         }
         for map in [&self.guids, &self.urls] {
             put64(&mut w, map.len() as u64)?;
@@ -609,7 +630,11 @@ impl Lookup {
             r: BufReader::with_capacity(1 << 20, file),
             left,
         };
-        if &r.take::<8>()? != MAGIC || r.u32()? != VERSION || r.u32()? != max_distance {
+        if &r.take::<8>()? != MAGIC {
+            return None;
+        }
+        let version = r.u32()?;
+        if !(4..=VERSION).contains(&version) || r.u32()? != max_distance {
             return None;
         }
         if r.u64()? != db_id {
@@ -619,10 +644,19 @@ impl Lookup {
         l.last_article = r.u64()?;
         l.last_duplicate = r.u64()?;
         l.front = r.u64()?;
-        let n = r.len(8)?;
-        l.items.reserve(n);
-        for _ in 0..n {
-            l.items.insert(r.u64()?);
+        if version == 4 {
+            let n = r.len(8)?;
+            l.items.reserve(n);
+            for _ in 0..n {
+                l.items.insert(r.u64()?, UNKNOWN_SEQ);
+            }
+        } else {
+            let n = r.len(16)?;
+            l.items.reserve(n);
+            for _ in 0..n {
+                let v = r.u64()?;
+                l.items.insert(v, r.u64()?);
+            }
         }
         for map in [&mut l.guids, &mut l.urls] {
             let n = r.len(16)?;
@@ -671,6 +705,25 @@ impl Lookup {
         l.anchors = AnchorTable { shards };
         (r.left == 0 && l.anchors.consistent()).then_some(l)
     }
+}
+
+/// A version-5 `lookup.bin` rewritten as version 4 wrote it (the item ids without their seqs),
+/// for the tests of databases from before format 5.
+#[cfg(test)]
+pub(crate) fn as_version_4(v5: &[u8]) -> Vec<u8> {
+    // Magic, version, max distance, four u64s; then the item count and the items.
+    const HEAD: usize = 8 + 4 + 4 + 4 * 8;
+    let mut out = v5[..HEAD].to_vec();
+    out[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let count = &v5[HEAD..HEAD + 8];
+    out.extend_from_slice(count);
+    let n = u64::from_le_bytes(count.try_into().unwrap()) as usize;
+    for i in 0..n {
+        let at = HEAD + 8 + 16 * i;
+        out.extend_from_slice(&v5[at..at + 8]);
+    }
+    out.extend_from_slice(&v5[HEAD + 8 + 16 * n..]);
+    out
 }
 
 fn put32(w: &mut impl Write, v: u32) -> std::io::Result<()> {

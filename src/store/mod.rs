@@ -63,8 +63,11 @@ pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedVi
 /// deleting its index keys). 4: article and duplicate values move to the body log ([`bodies`]),
 /// sled keeping a pointer (a format-3 database is read as it is: its inline values stay valid,
 /// new ones go to the log; an older feedsieve must not open it, as it would not follow the
-/// pointers).
-const FORMAT: u64 = 4;
+/// pointers). 5: an article's item id gets no `i` key in sled any more; the dedup indexes map it
+/// to the article ([`lookup`], rebuilt from the records like the rest of them), so a stored
+/// article costs one sled key instead of two (a format-3 or 4 database is read as it is: its `i`
+/// keys stay valid; an older feedsieve must not open it, as it would not find new articles by id).
+const FORMAT: u64 = 5;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs: since the values moved to the body log, sled holds only small keys, and dedup reads
 /// nothing from it on the hot path. At 10,000 feeds a 4 MiB cache costs no measurable time
@@ -406,8 +409,9 @@ impl Store {
     fn check_format(&self) -> Result<(), StoreError> {
         match self.meta(FORMAT_KEY)? {
             Some(2) => self.migrate_from_2(),
-            // Inline values stay readable; new ones go to the body log.
-            Some(3) => {
+            // Inline values stay readable; new ones go to the body log. `i` keys stay valid; new
+            // articles get none.
+            Some(3 | 4) => {
                 self.h()?
                     .main
                     .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
@@ -1149,8 +1153,21 @@ impl Store {
     }
 
     /// What became of the item with this id: `Ok(Some((true, seq)))` for an article,
-    /// `Ok(Some((false, seq)))` for a duplicate.
+    /// `Ok(Some((false, seq)))` for a duplicate. An article stored since format 5 is found in
+    /// the dedup indexes; a duplicate, or an article stored before, by its `i` key.
     pub fn item(&self, id: &str) -> Result<Option<(bool, u64)>, StoreError> {
+        if let Some(seq) = self.read_lookup()?.article_of_item(id) {
+            return Ok(Some((true, seq)));
+        }
+        // An id that collided with an earlier one names its own article: `<16 digits>-<seq>`.
+        if let Some(seq) = id
+            .get(16..)
+            .and_then(|s| s.strip_prefix('-'))
+            .and_then(|s| s.parse::<u64>().ok())
+            && self.article_id(seq)?.as_deref() == Some(id)
+        {
+            return Ok(Some((true, seq)));
+        }
         Ok(self
             .h()?
             .main
@@ -1576,8 +1593,6 @@ pub struct Writer {
 struct Pending {
     batch: sled::Batch,
     articles: Vec<PendingArticle>,
-    /// Item ids written (articles and duplicates).
-    items: Vec<String>,
     last_article: Option<u64>,
     last_duplicate: Option<u64>,
 }
@@ -1771,10 +1786,7 @@ impl Writer {
         let seq = self.next_article;
         let base_id = article_id(&c.feed, &c.guid);
         // Two items whose ids collide (a 64-bit hash) keep distinct ids.
-        let id = if store.read_lookup()?.seen(&base_id)
-            && (self.pending.items.contains(&base_id)
-                || store.h()?.main.contains_key(keys::item(&base_id))?)
-        {
+        let id = if store.read_lookup()?.seen(&base_id) {
             format!("{base_id}-{seq}")
         } else {
             base_id
@@ -1808,10 +1820,9 @@ impl Writer {
             .append(&records::encode_record(&out, &stored))
             .map_err(StoreError::Bodies)?;
         let batch = &mut self.pending.batch;
+        // The article's id is indexed in memory only (`add_article` below): see `FORMAT`.
         batch.insert(&keys::logged(keys::ARTICLE, seq)[..], &body.encode()[..]);
-        batch.insert(keys::item(&id), &keys::became_article(seq)[..]);
         self.pending.last_article = Some(seq);
-        self.pending.items.push(id.clone());
         store
             .lookup()?
             .write()
@@ -1887,7 +1898,6 @@ impl Writer {
         batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         self.pending.last_duplicate = Some(seq);
-        self.pending.items.push(id.clone());
         self.store
             .lookup()?
             .write()
@@ -2865,9 +2875,10 @@ mod tests {
         store.sync().unwrap();
         let before = store.articles_after(0, 100).unwrap();
 
-        // Break it: an article unindexed, a stray item id, a lost link, a counter behind.
-        let a4: Article = serde_json::from_slice(&before[1].1).unwrap();
-        store.h().unwrap().main.remove(keys::item(&a4.id)).unwrap();
+        // Break it: a duplicate unindexed, a stray item id, a lost link, a counter behind.
+        let d1: Duplicate =
+            serde_json::from_slice(&store.duplicates_after(0, 1).unwrap()[0].1).unwrap();
+        store.h().unwrap().main.remove(keys::item(&d1.id)).unwrap();
         store
             .h()
             .unwrap()
@@ -2897,6 +2908,115 @@ mod tests {
         assert_eq!(store.articles_after(0, 100).unwrap(), before);
         assert_eq!(store.last_article_seq().unwrap(), 6);
         assert!(!dir.path().join(LOOKUP_FILE).exists());
+    }
+
+    /// Since format 5 an article's id has no `i` key in sled: the dedup indexes find it, after
+    /// a reopen (from `lookup.bin`) and after a rebuild from the records alike.
+    #[test]
+    fn an_article_is_found_by_id_without_a_sled_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..3)
+            .map(|i| article_id("http://f/", &format!("g{i}")))
+            .collect();
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_stories(&mut w, 3, Utc::now());
+            let h = store.h().unwrap();
+            for id in &ids {
+                assert!(!h.main.contains_key(keys::item(id)).unwrap());
+            }
+            assert_eq!(store.item(&ids[1]).unwrap(), Some((true, 2)));
+            store.flush().unwrap();
+        }
+        for rebuilt in [false, true] {
+            if rebuilt {
+                std::fs::remove_file(dir.path().join(LOOKUP_FILE)).unwrap();
+            }
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            for (seq, id) in (1..).zip(&ids) {
+                assert_eq!(
+                    store.item(id).unwrap(),
+                    Some((true, seq)),
+                    "rebuilt: {rebuilt}"
+                );
+            }
+            assert!(store.article_by_id(&ids[2]).unwrap().is_some());
+            assert!(store.fsck().unwrap().problems.is_empty());
+        }
+    }
+
+    /// A database from format 4: its articles' ids have `i` keys, and its `lookup.bin` (version
+    /// 4) holds the ids without their seqs. It opens without a rebuild, is stamped format 5,
+    /// finds its articles by their keys, and new articles get none.
+    #[test]
+    fn a_format_4_database_keeps_finding_its_articles_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let ids: Vec<String> = (0..3)
+            .map(|i| article_id("http://f/", &format!("g{i}")))
+            .collect();
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_stories(&mut w, 2, now);
+            let h = store.h().unwrap();
+            for (seq, id) in (1..).zip(&ids[..2]) {
+                h.main
+                    .insert(keys::item(id), &keys::became_article(seq)[..])
+                    .unwrap();
+            }
+            h.main
+                .insert(keys::meta(FORMAT_KEY), &4u64.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let path = dir.path().join(LOOKUP_FILE);
+        std::fs::write(&path, lookup::as_version_4(&std::fs::read(&path).unwrap())).unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
+        // Loaded from the file, not rebuilt: the ids are known, their seqs are not.
+        assert!(store.read_lookup().unwrap().seen(&ids[0]));
+        assert_eq!(store.read_lookup().unwrap().article_of_item(&ids[0]), None);
+        assert_eq!(store.item(&ids[0]).unwrap(), Some((true, 1)));
+        assert_eq!(store.item(&ids[1]).unwrap(), Some((true, 2)));
+        let mut w = store.writer().unwrap();
+        let c = candidate("http://f/", "g2", None, &story(2));
+        w.insert_article_committed(&c, &fingerprint(&c.text), now)
+            .unwrap();
+        assert!(
+            !store
+                .h()
+                .unwrap()
+                .main
+                .contains_key(keys::item(&ids[2]))
+                .unwrap()
+        );
+        assert_eq!(store.item(&ids[2]).unwrap(), Some((true, 3)));
+        assert!(store.fsck().unwrap().problems.is_empty());
+    }
+
+    /// Two items whose ids collide: the second is stored as `<id>-<seq>`, and each id finds
+    /// its own article.
+    #[test]
+    fn colliding_ids_each_find_their_article() {
+        let (_dir, store, mut w) = fresh();
+        let now = Utc::now();
+        let a = candidate("http://f/", "g", None, &story(1));
+        let b = candidate("http://f/", "g", None, &story(2));
+        w.insert_article_committed(&a, &fingerprint(&a.text), now)
+            .unwrap();
+        let Inserted::Stored { seq, id } = w
+            .insert_article_committed(&b, &fingerprint(&b.text), now)
+            .unwrap()
+        else {
+            panic!("not stored");
+        };
+        let base = article_id("http://f/", "g");
+        assert_eq!(id, format!("{base}-{seq}"));
+        assert_eq!(store.item(&base).unwrap(), Some((true, 1)));
+        assert_eq!(store.item(&id).unwrap(), Some((true, seq)));
+        assert_eq!(store.item(&format!("{base}-1")).unwrap(), None);
     }
 
     #[test]
