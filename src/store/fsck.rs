@@ -1,20 +1,20 @@
 //! `fsck`: checks that the database keeps its promises, and rebuilds what can be rebuilt.
 //!
 //! The records (articles, tombstones, duplicates) are the truth; everything else is derived from
-//! them and can be made again: the item ids (`i`), the `also_seen` links (`x`), the sequence
-//! counters, and the dedup indexes in memory (`lookup.bin`). [`Store::fsck`] checks, in one pass
-//! over each kind of key:
+//! them and can be made again: the `also_seen` links (`x`), the sequence counters, the dedup
+//! indexes in memory (`lookup.bin`, which since format 5 also map item ids to their records),
+//! and the item id keys (`i`) of databases from before format 5. [`Store::fsck`] checks, in one
+//! pass over each kind of key:
 //! - every record decodes (its JSON and its stored fingerprint);
 //! - seq is sane: the counters are at least every seq handed out (so none is reused), and
 //!   tombstones come before every live article (retention deletes a prefix);
-//! - every duplicate is indexed: its item id points back at it (an article's or tombstone's id,
-//!   since format 5, is indexed in memory only; an `i` key it has from before must point at it);
-//! - every index entry points at a record: each item id at a record with that id, each
+//! - every index entry points at a record: each item id key at the record with that id, each
 //!   `also_seen` link at an article (or tombstone) and at a duplicate that names it;
 //! - every duplicate has its `also_seen` link.
 //!
-//! [`Store::repair`] rewrites the duplicates' item ids and the links from the records, raises the counters,
-//! and removes `lookup.bin` so that the dedup indexes are rebuilt from the log at the next open.
+//! [`Store::repair`] removes the item id keys, rewrites the links from the records, raises the
+//! counters, and removes `lookup.bin` so that the dedup indexes are rebuilt from the log at the
+//! next open.
 //! A record that does not decode is reported and left alone: repairing never deletes data.
 
 use std::collections::HashMap;
@@ -92,8 +92,8 @@ impl Store {
             ));
         }
 
-        // Every duplicate is indexed under its item id, and an article that has an `i` key (from
-        // before format 5: articles' ids are indexed in memory now) under its own.
+        // Item ids are indexed in memory since format 5 (`lookup`, rebuilt from the records);
+        // an `i` key from before must point at the record that has its id.
         let by_id: HashMap<&str, [u8; 9]> = articles
             .iter()
             .chain(&tombstones)
@@ -104,26 +104,21 @@ impl Store {
                     .map(|(&seq, s)| (s.id.as_str(), keys::became_duplicate(seq))),
             )
             .collect();
-        for (id, want) in &by_id {
-            match self.h()?.main.get(keys::item(id))? {
-                Some(v) if v.as_ref() == want.as_slice() => {}
-                Some(_) => report.problem(format!("item {id} points at another record")),
-                None if want[0] == keys::ARTICLE => {}
-                None => report.problem(format!("item {id} is not indexed")),
-            }
-        }
-        // Every item id points at a record with that id.
         for kv in self.h()?.main.scan_prefix(b"i") {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]);
-            if !by_id.contains_key(id.as_ref()) {
-                let target = v
-                    .first()
-                    .map(|&p| p as char)
-                    .zip(keys::read_u64(v.get(1..).unwrap_or_default()));
-                report.problem(format!(
-                    "item {id} points at {target:?}, which holds no record with that id"
-                ));
+            match by_id.get(id.as_ref()) {
+                Some(want) if v.as_ref() == want.as_slice() => {}
+                Some(_) => report.problem(format!("item {id} points at another record")),
+                None => {
+                    let target = v
+                        .first()
+                        .map(|&p| p as char)
+                        .zip(keys::read_u64(v.get(1..).unwrap_or_default()));
+                    report.problem(format!(
+                        "item {id} points at {target:?}, which holds no record with that id"
+                    ));
+                }
             }
         }
         // Every link joins an article (or tombstone) and a duplicate that names it.
@@ -158,24 +153,24 @@ impl Store {
         Ok(report)
     }
 
-    /// Rebuilds the item ids, the `also_seen` links and the counters from the records, and
-    /// removes `lookup.bin`; then checks again and returns that report.
+    /// Rebuilds the `also_seen` links and the counters from the records, removes the item id
+    /// keys and `lookup.bin` (the next open indexes the ids from the records); then checks
+    /// again and returns that report.
     pub fn repair(&self) -> Result<Report, StoreError> {
         let mut ignored = Report::default();
         let (articles, tombstones, duplicates) = self.read_records(&mut ignored)?;
-        // Drop every derived key, then write them again from the records.
+        // Drop every derived key, then write the links again from the records.
         for prefix in [b'i', b'x'] {
             self.remove_prefix(prefix)?;
         }
         let mut batch = sled::Batch::default();
         let mut article_of: HashMap<&str, u64> = HashMap::new();
-        // Articles' ids need no `i` key since format 5: the lookup, rebuilt at the next open,
-        // indexes them.
+        // Item ids need no `i` key since format 5: the lookup, rebuilt at the next open, indexes
+        // them.
         for (&seq, s) in articles.iter().chain(&tombstones) {
             article_of.insert(s.id.as_str(), seq);
         }
         for (&seq, s) in &duplicates {
-            batch.insert(keys::item(&s.id), &keys::became_duplicate(seq)[..]);
             if let Some(&article) = s.of.as_deref().and_then(|of| article_of.get(of)) {
                 batch.insert(&keys::also(article, seq)[..], &[][..]);
             }

@@ -1,14 +1,14 @@
-//! Key encodings. Everything that must change together (an article, a duplicate and its item
-//! id, the sequence counters) lives in one tree, `main`, under a one-byte prefix per kind, so
-//! that one sled batch writes it atomically. Numbers are big-endian so that sled's lexicographic order is numeric
-//! order (the seq logs depend on it).
+//! Key encodings. Everything that must change together (an article or a duplicate, its
+//! `also_seen` link, the sequence counters) lives in one tree, `main`, under a one-byte prefix
+//! per kind, so that one sled batch writes it atomically. Numbers are big-endian so that sled's
+//! lexicographic order is numeric order (the seq logs depend on it).
 //!
 //! | key                                   | value                                            |
 //! |---------------------------------------|--------------------------------------------------|
 //! | `a` seq (u64)                         | pointer into the body log ([`super::bodies`]) to the article value ([`super::records::encode_article`]); inline in databases from before format 4 |
 //! | `d` duplicate seq (u64)               | pointer to the duplicate value (same encoding as articles); inline before format 4 |
 //! | `t` article seq (u64)                 | tombstone: a deleted article's record without its text, kept while it is in `dedup.window` |
-//! | `i` item id (16 hex)                  | `d`+duplicate seq: what became of a suppressed item; `a`+seq for articles stored before format 5 (since then an article's id is indexed in memory, [`super::lookup`]) |
+//! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item; written before format 5 only (since then item ids are indexed in memory, [`super::lookup`]) |
 //! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |
 //! | `m` name                              | counters and facts (format, database id)         |
 //!

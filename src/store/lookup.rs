@@ -43,12 +43,14 @@ pub const SAVE_EVERY: u64 = 50_000;
 pub const MAX_ANCHOR_POSTINGS: usize = 64;
 
 const MAGIC: &[u8; 8] = b"FSLOOKUP";
-/// 5: `items` maps each id to its article's seq (4 held the ids alone; a version-4 file still
+/// 5: `items` maps each id to what it became (4 held the ids alone; a version-4 file still
 /// loads, its ids marked [`UNKNOWN_SEQ`]).
 const VERSION: u32 = 5;
-/// The value in `items` of an id whose article seq the tables do not hold: a duplicate's, or an
-/// article's indexed from a version-4 file. Its `i` key in sled says what became of it.
+/// The value in `items` of an id the tables know only as seen: one indexed from a version-4
+/// file, whose `i` key in sled says what became of it.
 const UNKNOWN_SEQ: u64 = u64::MAX;
+/// Set in the value in `items` of an item that became a duplicate (the rest is its seq).
+const DUPLICATE_BIT: u64 = 1 << 63;
 /// Bits of the filter each window article keeps of its long containment marks.
 const BLOOM_BITS: u64 = 1024;
 
@@ -202,9 +204,10 @@ pub struct Indexed<'a> {
 /// The tables; see the module documentation.
 pub struct Lookup {
     tables: BlockTables,
-    /// Item id value → the seq of the article it became, or [`UNKNOWN_SEQ`]. Since store format
-    /// 5 this is the only index from an article's id to its seq (sled keeps `i` keys for
-    /// duplicates only): one sled key less for every article stored.
+    /// Item id value → the seq of the article it became, [`DUPLICATE_BIT`] and the seq of the
+    /// duplicate it became, or [`UNKNOWN_SEQ`]. Since store format 5 this is the only index
+    /// from an item's id to its record (sled has no `i` keys for new items): one sled key less
+    /// for every item stored.
     items: HashMap<u64, u64>,
     guids: HashMap<u64, u64>,
     urls: HashMap<u64, u64>,
@@ -351,7 +354,7 @@ impl Lookup {
     /// Records an item suppressed as a duplicate (so its feed re-listing it is no news).
     pub fn add_duplicate(&mut self, seq: u64, id: &str) {
         if let Some(v) = item_value(id) {
-            self.items.entry(v).or_insert(UNKNOWN_SEQ);
+            self.items.entry(v).or_insert(DUPLICATE_BIT | seq);
         }
         self.last_duplicate = self.last_duplicate.max(seq);
     }
@@ -392,14 +395,18 @@ impl Lookup {
         item_value(id).is_some_and(|v| self.items.contains_key(&v))
     }
 
-    /// The seq of the article an item with exactly this id became, when the tables know it (see
-    /// [`Store::item`](super::Store::item) for the other cases).
-    pub fn article_of_item(&self, id: &str) -> Option<u64> {
+    /// What became of the item with exactly this id, when the tables know it: `(true, seq)`
+    /// for an article, `(false, seq)` for a duplicate (see [`Store::item`](super::Store::item)
+    /// for the other cases).
+    pub fn item(&self, id: &str) -> Option<(bool, u64)> {
         if id.len() != 16 {
             return None;
         }
-        let seq = *self.items.get(&item_value(id)?)?;
-        (seq != UNKNOWN_SEQ).then_some(seq)
+        match *self.items.get(&item_value(id)?)? {
+            UNKNOWN_SEQ => None,
+            v if v & DUPLICATE_BIT != 0 => Some((false, v & !DUPLICATE_BIT)),
+            seq => Some((true, seq)),
+        }
     }
 
     /// The article stored under this guid's hash (to be confirmed by the caller).

@@ -63,10 +63,11 @@ pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedVi
 /// deleting its index keys). 4: article and duplicate values move to the body log ([`bodies`]),
 /// sled keeping a pointer (a format-3 database is read as it is: its inline values stay valid,
 /// new ones go to the log; an older feedsieve must not open it, as it would not follow the
-/// pointers). 5: an article's item id gets no `i` key in sled any more; the dedup indexes map it
-/// to the article ([`lookup`], rebuilt from the records like the rest of them), so a stored
-/// article costs one sled key instead of two (a format-3 or 4 database is read as it is: its `i`
-/// keys stay valid; an older feedsieve must not open it, as it would not find new articles by id).
+/// pointers). 5: an item's id gets no `i` key in sled any more; the dedup indexes map it to its
+/// article or duplicate ([`lookup`], rebuilt from the records like the rest of them), so a
+/// stored article costs one sled key instead of two (a format-3 or 4 database is read as it is:
+/// its `i` keys stay valid; an older feedsieve must not open it, as it would not find new items
+/// by id).
 const FORMAT: u64 = 5;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs: since the values moved to the body log, sled holds only small keys, and dedup reads
@@ -1153,11 +1154,11 @@ impl Store {
     }
 
     /// What became of the item with this id: `Ok(Some((true, seq)))` for an article,
-    /// `Ok(Some((false, seq)))` for a duplicate. An article stored since format 5 is found in
-    /// the dedup indexes; a duplicate, or an article stored before, by its `i` key.
+    /// `Ok(Some((false, seq)))` for a duplicate. An item stored since format 5 is found in the
+    /// dedup indexes; one stored before, by its `i` key.
     pub fn item(&self, id: &str) -> Result<Option<(bool, u64)>, StoreError> {
-        if let Some(seq) = self.read_lookup()?.article_of_item(id) {
-            return Ok(Some((true, seq)));
+        if let Some(found) = self.read_lookup()?.item(id) {
+            return Ok(Some(found));
         }
         // An id that collided with an earlier one names its own article: `<16 digits>-<seq>`.
         if let Some(seq) = id
@@ -1894,8 +1895,8 @@ impl Writer {
             .append(&records::encode_article(&json, &kept))
             .map_err(StoreError::Bodies)?;
         let batch = &mut self.pending.batch;
+        // The copy's id is indexed in memory only (`add_duplicate` below): see `FORMAT`.
         batch.insert(&keys::logged(keys::DUPLICATE, seq)[..], &body.encode()[..]);
-        batch.insert(keys::item(&id), &keys::became_duplicate(seq)[..]);
         batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
         self.pending.last_duplicate = Some(seq);
         self.store
@@ -2875,10 +2876,16 @@ mod tests {
         store.sync().unwrap();
         let before = store.articles_after(0, 100).unwrap();
 
-        // Break it: a duplicate unindexed, a stray item id, a lost link, a counter behind.
+        // Break it: an item id pointing at another record, a stray item id, a lost link, a
+        // counter behind.
         let d1: Duplicate =
             serde_json::from_slice(&store.duplicates_after(0, 1).unwrap()[0].1).unwrap();
-        store.h().unwrap().main.remove(keys::item(&d1.id)).unwrap();
+        store
+            .h()
+            .unwrap()
+            .main
+            .insert(keys::item(&d1.id), &keys::became_duplicate(99)[..])
+            .unwrap();
         store
             .h()
             .unwrap()
@@ -2910,25 +2917,28 @@ mod tests {
         assert!(!dir.path().join(LOOKUP_FILE).exists());
     }
 
-    /// Since format 5 an article's id has no `i` key in sled: the dedup indexes find it, after
-    /// a reopen (from `lookup.bin`) and after a rebuild from the records alike.
+    /// Since format 5 an item's id has no `i` key in sled: the dedup indexes find its article or
+    /// duplicate, after a reopen (from `lookup.bin`) and after a rebuild from the records alike.
     #[test]
-    fn an_article_is_found_by_id_without_a_sled_key() {
+    fn items_are_found_by_id_without_a_sled_key() {
         let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
         let ids: Vec<String> = (0..3)
             .map(|i| article_id("http://f/", &format!("g{i}")))
             .collect();
+        let copy = candidate("http://g/", "copy-of-2", None, &story(1));
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             let mut w = store.writer().unwrap();
-            store_stories(&mut w, 3, Utc::now());
+            store_stories(&mut w, 3, now);
+            w.insert_duplicate_committed(&copy, &fingerprint(&copy.text), &content_copy(2), now)
+                .unwrap();
             let h = store.h().unwrap();
-            for id in &ids {
-                assert!(!h.main.contains_key(keys::item(id)).unwrap());
-            }
+            assert_eq!(h.main.scan_prefix(b"i").count(), 0);
             assert_eq!(store.item(&ids[1]).unwrap(), Some((true, 2)));
             store.flush().unwrap();
         }
+        let copy_id = article_id(&copy.feed, &copy.guid);
         for rebuilt in [false, true] {
             if rebuilt {
                 std::fs::remove_file(dir.path().join(LOOKUP_FILE)).unwrap();
@@ -2941,6 +2951,7 @@ mod tests {
                     "rebuilt: {rebuilt}"
                 );
             }
+            assert_eq!(store.item(&copy_id).unwrap(), Some((false, 1)));
             assert!(store.article_by_id(&ids[2]).unwrap().is_some());
             assert!(store.fsck().unwrap().problems.is_empty());
         }
@@ -2977,7 +2988,7 @@ mod tests {
         assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
         // Loaded from the file, not rebuilt: the ids are known, their seqs are not.
         assert!(store.read_lookup().unwrap().seen(&ids[0]));
-        assert_eq!(store.read_lookup().unwrap().article_of_item(&ids[0]), None);
+        assert_eq!(store.read_lookup().unwrap().item(&ids[0]), None);
         assert_eq!(store.item(&ids[0]).unwrap(), Some((true, 1)));
         assert_eq!(store.item(&ids[1]).unwrap(), Some((true, 2)));
         let mut w = store.writer().unwrap();
