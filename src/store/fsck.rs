@@ -8,6 +8,7 @@
 //! - every record decodes (its JSON and its stored fingerprint);
 //! - seq is sane: the counters are at least every seq handed out (so none is reused), and
 //!   tombstones come before every live article (retention deletes a prefix);
+//! - every record is indexed: its item id finds it (in the dedup indexes, or by its `i` key);
 //! - every index entry points at a record: each item id key at the record with that id, each
 //!   `also_seen` link at an article (or tombstone) and at a duplicate that names it;
 //! - every duplicate has its `also_seen` link.
@@ -92,8 +93,8 @@ impl Store {
             ));
         }
 
-        // Item ids are indexed in memory since format 5 (`lookup`, rebuilt from the records);
-        // an `i` key from before must point at the record that has its id.
+        // Every record is found by its item id: in the dedup indexes since format 5 (`lookup`,
+        // loaded from `lookup.bin` or rebuilt from the records), by its `i` key before.
         let by_id: HashMap<&str, [u8; 9]> = articles
             .iter()
             .chain(&tombstones)
@@ -104,6 +105,15 @@ impl Store {
                     .map(|(&seq, s)| (s.id.as_str(), keys::became_duplicate(seq))),
             )
             .collect();
+        for (id, want) in &by_id {
+            let wanted = (want[0] == keys::ARTICLE, keys::read_u64(&want[1..]));
+            match self.item(id)? {
+                Some((article, seq)) if (article, Some(seq)) == wanted => {}
+                Some(_) => report.problem(format!("item {id} is indexed as another record")),
+                None => report.problem(format!("item {id} is not indexed")),
+            }
+        }
+        // An `i` key (from before format 5) points at the record that has its id.
         for kv in self.h()?.main.scan_prefix(b"i") {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]);
@@ -203,6 +213,8 @@ impl Store {
                 });
             }
         }
+        // Indexes already in memory are rebuilt now, from the records as they stand.
+        self.reload_lookup()?;
         self.fsck()
     }
 

@@ -2878,6 +2878,7 @@ mod tests {
 
         // Break it: an item id pointing at another record, a stray item id, a lost link, a
         // counter behind.
+        let a4: Article = serde_json::from_slice(&before[1].1).unwrap();
         let d1: Duplicate =
             serde_json::from_slice(&store.duplicates_after(0, 1).unwrap()[0].1).unwrap();
         store
@@ -2909,6 +2910,17 @@ mod tests {
             .unwrap();
         let broken = store.fsck().unwrap();
         assert_eq!(broken.problems.len(), 4, "{:#?}", broken.problems);
+        // And the dedup indexes losing an article's id: it can no longer be found by it.
+        store.lookup().unwrap().write().unwrap().forget_item(&a4.id);
+        let unindexed = store.fsck().unwrap();
+        assert_eq!(unindexed.problems.len(), 5, "{:#?}", unindexed.problems);
+        assert!(
+            unindexed
+                .problems
+                .contains(&format!("item {} is not indexed", a4.id)),
+            "{:#?}",
+            unindexed.problems
+        );
 
         let repaired = store.repair().unwrap();
         assert!(repaired.problems.is_empty(), "{:?}", repaired.problems);
