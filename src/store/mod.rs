@@ -1946,6 +1946,13 @@ mod tests {
         }
     }
 
+    /// The item ids of the stories [`store_stories`] stores.
+    fn story_ids(n: u64) -> Vec<String> {
+        (0..n)
+            .map(|i| article_id("http://f/", &format!("g{i}")))
+            .collect()
+    }
+
     /// A new database in a temp dir, and its writer.
     fn fresh() -> (tempfile::TempDir, Store, Writer) {
         let dir = tempfile::tempdir().unwrap();
@@ -2935,9 +2942,7 @@ mod tests {
     fn items_are_found_by_id_without_a_sled_key() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let ids: Vec<String> = (0..3)
-            .map(|i| article_id("http://f/", &format!("g{i}")))
-            .collect();
+        let ids = story_ids(3);
         let copy = candidate("http://g/", "copy-of-2", None, &story(1));
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
@@ -2976,9 +2981,7 @@ mod tests {
     fn a_format_4_database_keeps_finding_its_articles_by_id() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let ids: Vec<String> = (0..3)
-            .map(|i| article_id("http://f/", &format!("g{i}")))
-            .collect();
+        let ids = story_ids(3);
         {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             let mut w = store.writer().unwrap();
