@@ -6,7 +6,7 @@
 //!
 //! | table      | holds                                                   | for             |
 //! |------------|---------------------------------------------------------|-----------------|
-//! | `items`    | the 64-bit id of every item ever delivered (article or copy) → the seq of the article it became | re-listings, articles by id |
+//! | `items`    | the 64-bit id of every item ever delivered → the article or copy it became | re-listings, lookups by id |
 //! | `guids`    | hash of each stored article's globally unique guid → seq | `guid`         |
 //! | `urls`     | hash of each stored article's canonical link → seq      | `url`           |
 //! | `window`   | per article in `dedup.window`: when stored, simhash, content hash | the rest |

@@ -411,7 +411,7 @@ impl Store {
         match self.meta(FORMAT_KEY)? {
             Some(2) => self.migrate_from_2(),
             // Inline values stay readable; new ones go to the body log. `i` keys stay valid; new
-            // articles get none.
+            // items get none.
             Some(3 | 4) => {
                 self.h()?
                     .main
