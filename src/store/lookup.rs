@@ -383,9 +383,12 @@ impl Lookup {
         }
     }
 
-    /// Forgets an item id (its record was deleted by retention).
+    /// Forgets an item id (its record was deleted by retention). An id with a collision suffix
+    /// has no entry of its own: the entry of its 16 digits is the first item's, and stays.
     pub fn forget_item(&mut self, id: &str) {
-        if let Some(v) = item_value(id) {
+        if id.len() == 16
+            && let Some(v) = item_value(id)
+        {
             self.items.remove(&v);
         }
     }
@@ -950,6 +953,21 @@ mod tests {
             anchors,
             long_marks: anchors,
         }
+    }
+
+    /// Forgetting the second of two colliding ids (`<id>-<seq>`) keeps the first one's entry.
+    #[test]
+    fn forgetting_a_suffixed_id_keeps_the_first_items_entry() {
+        let mut l = Lookup::new(3);
+        let first = "00000000000000aa";
+        let second = "00000000000000aa-2";
+        l.add_article(&article(1, 1, &[], first));
+        l.add_article(&article(2, 2, &[], second));
+        l.forget_item(second);
+        assert_eq!(l.item(first), Some((true, 1)));
+        l.forget_item(first);
+        assert_eq!(l.item(first), None);
+        assert!(!l.seen(second));
     }
 
     #[test]
