@@ -125,30 +125,25 @@ fn fmix64(mut k: u64) -> u64 {
 /// The marks are the values of the windows' minima, so which of two equal shingles the paper's
 /// rightmost rule would pick cannot change them: each window's minimum is taken without
 /// positions and without a branch (a test checks this against the paper's definition).
-fn winnow(shingles: &[u64]) -> Vec<u64> {
+///
+/// `pairs` and `minima` are scratch (one entry per shingle, most of the minima repeats): only
+/// the marks kept are copied out, into a vector of their size.
+fn winnow(shingles: &[u64], pairs: &mut Vec<u64>, minima: &mut Vec<u64>) -> Vec<u64> {
     if shingles.len() <= WINDOW {
         return shingles.iter().min().copied().into_iter().collect();
     }
-    // The window minima are scratch (one per shingle, most of them repeats): one pair of buffers
-    // per thread, and only the marks kept are copied out, into a vector of their size.
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>)> =
-            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    window_minima((shingles, pairs, minima));
+    // Consecutive windows mostly share their minimum: each is written, and kept when it is new,
+    // without a branch (`Vec::dedup` branches on every element, and mispredicts).
+    let mut kept = 1;
+    let mut last = minima[0];
+    for i in 1..minima.len() {
+        let m = minima[i];
+        minima[kept] = m;
+        kept += usize::from(m != last);
+        last = m;
     }
-    let mut marks = SCRATCH.with_borrow_mut(|(pairs, minima)| {
-        window_minima((shingles, pairs, minima));
-        // Consecutive windows mostly share their minimum: each is written, and kept when it is
-        // new, without a branch (`Vec::dedup` branches on every element, and mispredicts).
-        let mut kept = 1;
-        let mut last = minima[0];
-        for i in 1..minima.len() {
-            let m = minima[i];
-            minima[kept] = m;
-            kept += usize::from(m != last);
-            last = m;
-        }
-        minima[..kept].to_vec()
-    });
+    let mut marks = minima[..kept].to_vec();
     marks.sort_unstable();
     marks.dedup();
     marks
@@ -184,14 +179,14 @@ pub fn sketch(word_hashes: &[u64]) -> Sketch {
     if word_hashes.len() < SHORT {
         return Sketch::default();
     }
-    // The shingles are scratch: one set of buffers per thread, not three allocations of a few
-    // KB per item.
+    // The shingles and winnowing's window minima are scratch: one set of buffers per thread,
+    // not five allocations of a few KB per item.
     thread_local! {
-        static SCRATCH: std::cell::RefCell<[Vec<u64>; 3]> = const {
-            std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
+        static SCRATCH: std::cell::RefCell<[Vec<u64>; 5]> = const {
+            std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()])
         };
     }
-    SCRATCH.with_borrow_mut(|[short, long, lede]| {
+    SCRATCH.with_borrow_mut(|[short, long, lede, pairs, minima]| {
         shingle_hashes_into(word_hashes, SHORT, short);
         if word_hashes.len() >= LONG {
             shingle_hashes_into(word_hashes, LONG, long);
@@ -212,8 +207,8 @@ pub fn sketch(word_hashes: &[u64]) -> Sketch {
         anchors.sort_unstable();
         anchors.dedup();
         Sketch {
-            short: winnow(short),
-            long: winnow(long),
+            short: winnow(short, pairs, minima),
+            long: winnow(long, pairs, minima),
             anchors,
         }
     })
@@ -650,7 +645,11 @@ mod tests {
             let len = rng.usize(0..60);
             // Few distinct values, so that ties are common.
             let shingles: Vec<u64> = (0..len).map(|_| rng.u64(0..8)).collect();
-            assert_eq!(winnow(&shingles), naive(&shingles), "{shingles:?}");
+            assert_eq!(
+                winnow(&shingles, &mut Vec::new(), &mut Vec::new()),
+                naive(&shingles),
+                "{shingles:?}"
+            );
         }
     }
 }
