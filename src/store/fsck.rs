@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{LOOKUP_FILE, SEQ_ARTICLES, SEQ_DUPLICATES, Store, StoreError, keys, records};
+use super::{LOOKUP_FILE, SEQ_ARTICLES, SEQ_DUPLICATES, Store, StoreError, keys, records, seqlog};
 
 /// What a check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,19 +226,24 @@ impl Store {
         report: &mut Report,
     ) -> Result<(HashMap<u64, Seen>, HashMap<u64, Seen>, HashMap<u64, Seen>), StoreError> {
         let mut out = [HashMap::new(), HashMap::new(), HashMap::new()];
-        for (i, (prefix, what)) in [
-            (keys::ARTICLE, "article"),
-            (keys::TOMBSTONE, "tombstone"),
-            (keys::DUPLICATE, "duplicate"),
+        let h = self.h()?;
+        for (i, (log, what)) in [
+            (seqlog::ARTICLES, "article"),
+            (seqlog::TOMBSTONES, "tombstone"),
+            (seqlog::DUPLICATES, "duplicate"),
         ]
         .into_iter()
         .enumerate()
         {
-            for kv in self.h()?.main.scan_prefix([prefix]) {
-                let (k, v) = kv?;
-                let Some(seq) = keys::read_u64(&k[1..]).filter(|_| k.len() == 9) else {
-                    report.problem(format!("a malformed {what} key"));
-                    continue;
+            for entry in log.forward(&h.main, 0, u64::MAX) {
+                let (seq, v) = match entry {
+                    Ok(entry) => entry,
+                    // A malformed key or group: reported, and the scan goes on.
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        report.problem(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 let v = match self.resolve(seq, v) {
                     Ok(v) => v,

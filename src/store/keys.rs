@@ -5,8 +5,10 @@
 //!
 //! | key                                   | value                                            |
 //! |---------------------------------------|--------------------------------------------------|
-//! | `a` seq (u64)                         | pointer into the body log ([`super::bodies`]) to the article value ([`super::records::encode_article`]); inline in databases from before format 4 |
-//! | `d` duplicate seq (u64)               | pointer to the duplicate value (same encoding as articles); inline before format 4 |
+//! | `A` last seq of a group (u64)         | since format 6: pointers into the body log ([`super::bodies`]) to the values ([`super::records::encode_article`]) of the articles one commit stored, consecutive seqs ([`super::seqlog`]) |
+//! | `D` last duplicate seq of a group     | since format 6: the same for duplicate records  |
+//! | `a` seq (u64)                         | before format 6: pointer to one article value; inline in databases from before format 4 |
+//! | `d` duplicate seq (u64)               | before format 6: pointer to one duplicate value (same encoding as articles); inline before format 4 |
 //! | `t` article seq (u64)                 | tombstone: a deleted article's record without its text, kept while it is in `dedup.window` |
 //! | `i` item id (16 hex)                  | `a`+seq or `d`+duplicate seq: what became of the item; written before format 5 only (since then item ids are indexed in memory, [`super::lookup`]) |
 //! | `x` article seq, duplicate seq        | empty: the duplicate repeats the article         |
@@ -17,10 +19,14 @@
 //! named consumers' offsets and the feeds added at run time live in their own trees (`feeds`,
 //! `consumers`, `catalog`): they need no atomicity with the articles.
 
-/// Prefix of article records.
+/// Prefix of article records with a key of their own (before format 6).
 pub const ARTICLE: u8 = b'a';
-/// Prefix of duplicate records.
+/// Prefix of groups of article records (since format 6).
+pub const ARTICLE_GROUP: u8 = b'A';
+/// Prefix of duplicate records with a key of their own (before format 6).
 pub const DUPLICATE: u8 = b'd';
+/// Prefix of groups of duplicate records (since format 6).
+pub const DUPLICATE_GROUP: u8 = b'D';
 /// Prefix of tombstones (articles deleted by retention while inside the dedup window).
 pub const TOMBSTONE: u8 = b't';
 

@@ -41,6 +41,7 @@ pub mod keys;
 pub mod lookup;
 pub mod records;
 pub mod retention;
+pub mod seqlog;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -67,8 +68,11 @@ pub use records::{Article, ArticleKeys, Duplicate, FeedState, FeedStatus, FeedVi
 /// article or duplicate ([`lookup`], rebuilt from the records like the rest of them), so a
 /// stored article costs one sled key instead of two (a format-3 or 4 database is read as it is:
 /// its `i` keys stay valid; an older feedsieve must not open it, as it would not find new items
-/// by id).
-const FORMAT: u64 = 5;
+/// by id). 6: the records one commit stores share one sled key per seq log, a group of body-log
+/// pointers ([`seqlog`]), so a stored article no longer costs a sled key of its own (a database
+/// of format 3 to 5 is read as it is: its records keep their own keys; an older feedsieve must
+/// not open it, as it would not see the groups).
+const FORMAT: u64 = 6;
 /// Default size of sled's page cache. sled's own default (1 GiB) is far more than a feed daemon
 /// needs: since the values moved to the body log, sled holds only small keys, and dedup reads
 /// nothing from it on the hot path. At 10,000 feeds a 4 MiB cache costs no measurable time
@@ -411,8 +415,8 @@ impl Store {
         match self.meta(FORMAT_KEY)? {
             Some(2) => self.migrate_from_2(),
             // Inline values stay readable; new ones go to the body log. `i` keys stay valid; new
-            // items get none.
-            Some(3 | 4) => {
+            // items get none. Records with keys of their own stay; new ones go into groups.
+            Some(3..=5) => {
                 self.h()?
                     .main
                     .insert(keys::meta(FORMAT_KEY), &FORMAT.to_be_bytes())?;
@@ -515,18 +519,12 @@ impl Store {
         // Tombstones first: retention deletes a prefix of the log, so their seqs come before
         // every live article's.
         let start = l.last_article.saturating_add(1);
-        let records = self
-            .h()?
-            .main
-            .range(keys::logged(keys::TOMBSTONE, start)..=keys::logged(keys::TOMBSTONE, u64::MAX))
-            .chain(
-                self.h()?.main.range(
-                    keys::logged(keys::ARTICLE, start)..=keys::logged(keys::ARTICLE, u64::MAX),
-                ),
-            );
-        for kv in records {
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+        let h = self.h()?;
+        let records = seqlog::TOMBSTONES
+            .forward(&h.main, start, u64::MAX)
+            .chain(seqlog::ARTICLES.forward(&h.main, start, u64::MAX));
+        for entry in records {
+            let (seq, v) = entry?;
             let v = self.resolve(seq, v)?;
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
             let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "article record"))?;
@@ -549,12 +547,9 @@ impl Store {
                 tracing::info!(articles = done, of = behind, "Indexing for dedup.");
             }
         }
-        for kv in self.h()?.main.range(
-            keys::logged(keys::DUPLICATE, l.last_duplicate.saturating_add(1))
-                ..=keys::logged(keys::DUPLICATE, u64::MAX),
-        ) {
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+        let first_duplicate = l.last_duplicate.saturating_add(1);
+        for entry in seqlog::DUPLICATES.forward(&h.main, first_duplicate, u64::MAX) {
+            let (seq, v) = entry?;
             let v = self.resolve(seq, v)?;
             let json = records::article_json(&v).ok_or_else(|| corrupt(seq, "duplicate record"))?;
             let d: IdAndUrl =
@@ -702,10 +697,13 @@ impl Store {
             _ => (0, 0),
         };
         let mut lost = [None::<u64>; 2];
-        for (i, prefix) in [keys::ARTICLE, keys::DUPLICATE].into_iter().enumerate() {
-            let range = keys::logged(prefix, 0)..=keys::logged(prefix, u64::MAX);
-            for kv in self.h()?.main.range(range).rev() {
-                let (k, v) = kv?;
+        let h = self.h()?;
+        for (i, log) in [seqlog::ARTICLES, seqlog::DUPLICATES]
+            .into_iter()
+            .enumerate()
+        {
+            for entry in log.backward(&h.main, 0, u64::MAX)? {
+                let (seq, v) = entry?;
                 let Some(p) = bodies::Pointer::decode(&v) else {
                     break;
                 };
@@ -715,7 +713,7 @@ impl Store {
                 match self.shared.bodies.read(p) {
                     Ok(_) => {}
                     Err(bodies::ReadError::Damaged { .. }) => {
-                        lost[i] = keys::read_u64(&k[1..]);
+                        lost[i] = Some(seq);
                     }
                     Err(bodies::ReadError::Io { source, .. }) => {
                         return Err(StoreError::Bodies(source));
@@ -727,29 +725,20 @@ impl Store {
         if from_article.is_none() && from_duplicate.is_none() {
             return Ok(());
         }
-        let h = self.h()?;
         let mut batch = sled::Batch::default();
-        let mut articles = 0u64;
         let mut dups = std::collections::BTreeSet::new();
-        if let Some(from) = from_article {
-            for k in h
-                .main
-                .range(keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, u64::MAX))
-                .keys()
-            {
-                batch.remove(k?);
-                articles += 1;
-            }
-        }
+        let lost_articles = match from_article {
+            Some(from) => seqlog::ARTICLES
+                .forward(&h.main, from, u64::MAX)
+                .map(|e| e.map(|(seq, _)| seq))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let articles = lost_articles.len();
+        seqlog::ARTICLES.remove(&h.main, &mut batch, lost_articles)?;
         if let Some(from) = from_duplicate {
-            for k in h
-                .main
-                .range(
-                    keys::logged(keys::DUPLICATE, from)..=keys::logged(keys::DUPLICATE, u64::MAX),
-                )
-                .keys()
-            {
-                dups.extend(keys::read_u64(&k?[1..]));
+            for entry in seqlog::DUPLICATES.forward(&h.main, from, u64::MAX) {
+                dups.insert(entry?.0);
             }
         }
         // `also_seen` links: those of lost articles take their duplicates with them.
@@ -766,9 +755,7 @@ impl Store {
                 batch.remove(k);
             }
         }
-        for &dup in &dups {
-            batch.remove(&keys::logged(keys::DUPLICATE, dup)[..]);
-        }
+        seqlog::DUPLICATES.remove(&h.main, &mut batch, dups.iter().copied())?;
         for kv in h.main.scan_prefix([b'i']) {
             let (k, v) = kv?;
             let seq = keys::read_u64(&v[1..]).unwrap_or(0);
@@ -813,10 +800,9 @@ impl Store {
     pub(crate) fn remove_dead_bodies(&self) -> Result<usize, StoreError> {
         let h = self.h()?;
         let mut first = u32::MAX;
-        for prefix in [keys::ARTICLE, keys::DUPLICATE] {
-            let range = keys::logged(prefix, 0)..=keys::logged(prefix, u64::MAX);
-            if let Some(kv) = h.main.range(range).next() {
-                let (_, v) = kv?;
+        for log in [seqlog::ARTICLES, seqlog::DUPLICATES] {
+            if let Some(entry) = log.forward(&h.main, 0, u64::MAX).next() {
+                let (_, v) = entry?;
                 match bodies::Pointer::decode(&v) {
                     Some(p) => first = first.min(p.segment),
                     // Records from before the body log come first; the log waits for them.
@@ -1025,7 +1011,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
         let visible = self.visible_seq();
-        let mut rows = self.log_after(keys::ARTICLE, after, limit, json_part)?;
+        let mut rows = self.log_after(seqlog::ARTICLES, after, limit, json_part)?;
         rows.retain(|(seq, _)| *seq <= visible);
         Ok(rows)
     }
@@ -1076,7 +1062,7 @@ impl Store {
         let mut seen = Vec::with_capacity(dups.len());
         let visible = self.visible_duplicate();
         for &dup in dups.iter().filter(|&&d| d <= visible) {
-            if let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
+            if let Some(v) = seqlog::DUPLICATES.get(&self.h()?.main, dup)? {
                 let record = json_part(dup, self.resolve(dup, v)?)?;
                 let mut value: serde_json::Value =
                     serde_json::from_slice(&record).map_err(|e| corrupt(dup, &e.to_string()))?;
@@ -1111,23 +1097,17 @@ impl Store {
         if !backward && from > visible {
             return Ok((Vec::new(), None));
         }
-        let range = if backward {
-            keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, from.min(visible))
+        let h = self.h()?;
+        let mut iter: Box<dyn Iterator<Item = Result<seqlog::Entry, StoreError>>> = if backward {
+            Box::new(seqlog::ARTICLES.backward(&h.main, 0, from.min(visible))?)
         } else {
-            keys::logged(keys::ARTICLE, from)..=keys::logged(keys::ARTICLE, visible)
+            Box::new(seqlog::ARTICLES.forward(&h.main, from, visible))
         };
-        let mut iter = self.h()?.main.range(range);
         let mut kept = Vec::new();
         let mut last = None;
         for _ in 0..budget {
-            let next = if backward {
-                iter.next_back()
-            } else {
-                iter.next()
-            };
-            let Some(kv) = next else { break };
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            let Some(entry) = iter.next() else { break };
+            let (seq, v) = entry?;
             last = Some(seq);
             let json = json_part(seq, self.resolve(seq, v)?)?;
             if keep(&json) {
@@ -1142,7 +1122,7 @@ impl Store {
 
     /// The duplicate record `seq` (NDJSON bytes) and the fingerprint the copy had.
     pub fn duplicate(&self, seq: u64) -> Result<Option<(Duplicate, ArticleKeys)>, StoreError> {
-        let Some(v) = self.h()?.main.get(keys::logged(keys::DUPLICATE, seq))? else {
+        let Some(v) = seqlog::DUPLICATES.get(&self.h()?.main, seq)? else {
             return Ok(None);
         };
         let v = self.resolve(seq, v)?;
@@ -1189,14 +1169,14 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
         let visible = self.visible_duplicate();
-        let mut rows = self.log_after(keys::DUPLICATE, after, limit, json_part)?;
+        let mut rows = self.log_after(seqlog::DUPLICATES, after, limit, json_part)?;
         rows.retain(|(seq, _)| *seq <= visible);
         Ok(rows)
     }
 
     fn log_after(
         &self,
-        prefix: u8,
+        log: seqlog::SeqLog,
         after: u64,
         limit: usize,
         record: impl Fn(u64, sled::IVec) -> Result<sled::IVec, StoreError>,
@@ -1204,13 +1184,11 @@ impl Store {
         let Some(start) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.h()?
-            .main
-            .range(keys::logged(prefix, start)..=keys::logged(prefix, u64::MAX))
+        let h = self.h()?;
+        log.forward(&h.main, start, u64::MAX)
             .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+            .map(|entry| {
+                let (seq, v) = entry?;
                 Ok((seq, record(seq, self.resolve(seq, v)?)?))
             })
             .collect()
@@ -1221,7 +1199,7 @@ impl Store {
         let Some((true, seq)) = self.item(id)?.filter(|&(_, seq)| seq <= self.visible_seq()) else {
             return Ok(None);
         };
-        match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
+        match seqlog::ARTICLES.get(&self.h()?.main, seq)? {
             Some(v) => Ok(Some(
                 self.with_also_seen(seq, &json_part(seq, self.resolve(seq, v)?)?)?,
             )),
@@ -1232,9 +1210,10 @@ impl Store {
     /// Article `seq`'s stored value, or its tombstone when retention deleted it inside the dedup
     /// window (dedup and `explain` still compare against it; readers never see it).
     fn article_value(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        match self.h()?.main.get(keys::logged(keys::ARTICLE, seq))? {
+        let h = self.h()?;
+        match seqlog::ARTICLES.get(&h.main, seq)? {
             Some(v) => Ok(Some(self.resolve(seq, v)?)),
-            None => Ok(self.h()?.main.get(keys::logged(keys::TOMBSTONE, seq))?),
+            None => seqlog::TOMBSTONES.get(&h.main, seq),
         }
     }
 
@@ -1594,6 +1573,10 @@ pub struct Writer {
 struct Pending {
     batch: sled::Batch,
     articles: Vec<PendingArticle>,
+    /// Where the bodies of the batch's articles and duplicates went, in seq order: each becomes
+    /// one group in its seq log at commit ([`seqlog`]).
+    article_bodies: Vec<bodies::Pointer>,
+    duplicate_bodies: Vec<bodies::Pointer>,
     last_article: Option<u64>,
     last_duplicate: Option<u64>,
 }
@@ -1674,11 +1657,13 @@ impl Writer {
             return Ok(());
         }
         if let Some(seq) = pending.last_article {
+            seqlog::ARTICLES.insert_group(&mut pending.batch, seq, &pending.article_bodies);
             pending
                 .batch
                 .insert(keys::meta(SEQ_ARTICLES), &seq.to_be_bytes()[..]);
         }
         if let Some(seq) = pending.last_duplicate {
+            seqlog::DUPLICATES.insert_group(&mut pending.batch, seq, &pending.duplicate_bodies);
             pending
                 .batch
                 .insert(keys::meta(SEQ_DUPLICATES), &seq.to_be_bytes()[..]);
@@ -1820,9 +1805,9 @@ impl Writer {
             .bodies
             .append(&records::encode_record(&out, &stored))
             .map_err(StoreError::Bodies)?;
-        let batch = &mut self.pending.batch;
-        // The article's id is indexed in memory only (`add_article` below): see `FORMAT`.
-        batch.insert(&keys::logged(keys::ARTICLE, seq)[..], &body.encode()[..]);
+        // The article's id is indexed in memory only (`add_article` below), and its seq log key
+        // is its commit's group: see `FORMAT`.
+        self.pending.article_bodies.push(body);
         self.pending.last_article = Some(seq);
         store
             .lookup()?
@@ -1894,10 +1879,12 @@ impl Writer {
             .bodies
             .append(&records::encode_article(&json, &kept))
             .map_err(StoreError::Bodies)?;
-        let batch = &mut self.pending.batch;
-        // The copy's id is indexed in memory only (`add_duplicate` below): see `FORMAT`.
-        batch.insert(&keys::logged(keys::DUPLICATE, seq)[..], &body.encode()[..]);
-        batch.insert(&keys::also(m.seq, seq)[..], &[][..]);
+        // The copy's id is indexed in memory only (`add_duplicate` below), and its seq log key is
+        // its commit's group: see `FORMAT`.
+        self.pending.duplicate_bodies.push(body);
+        self.pending
+            .batch
+            .insert(&keys::also(m.seq, seq)[..], &[][..]);
         self.pending.last_duplicate = Some(seq);
         self.store
             .lookup()?
@@ -2074,6 +2061,178 @@ mod tests {
         v
     }
 
+    /// Stores stories `range` from feed `feed` in one commit (one group in the article log).
+    fn store_in_one_commit(
+        w: &mut Writer,
+        feed: &str,
+        range: std::ops::Range<u64>,
+        now: DateTime<Utc>,
+    ) {
+        for i in range {
+            let c = candidate(feed, &format!("g{i}"), None, &story(i));
+            w.insert_article(&c, &fingerprint(&c.text), now).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    /// The seqs of a page of records.
+    fn seqs_of<T>(rows: &[(u64, T)]) -> Vec<u64> {
+        rows.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    /// Articles and duplicates stored many to a commit share a sled key per commit, and read,
+    /// page, scan back, expire and check as records with keys of their own did.
+    #[test]
+    fn records_grouped_per_commit_behave_as_single_records() {
+        let (dir, store, mut w) = fresh();
+        let now = Utc::now();
+        store_in_one_commit(&mut w, "http://f/", 0..10, now);
+        store_in_one_commit(&mut w, "http://f/", 10..20, now);
+        for (copy_of, guid) in [(3, "copy-of-3"), (12, "copy-of-12")] {
+            let c = candidate("http://g/", guid, None, &story(copy_of - 1));
+            w.insert_duplicate(&c, &fingerprint(&c.text), &content_copy(copy_of), now)
+                .unwrap();
+        }
+        w.commit().unwrap();
+        store.sync().unwrap();
+        {
+            let h = store.h().unwrap();
+            let prefixes: Vec<u8> = h.main.iter().keys().map(|k| k.unwrap()[0]).collect();
+            let count = |p: u8| prefixes.iter().filter(|&&x| x == p).count();
+            assert_eq!(
+                (count(b'A'), count(b'D'), count(b'a'), count(b'd')),
+                (2, 1, 0, 0)
+            );
+        }
+        for seq in 1..=20 {
+            assert_eq!(store.article(seq).unwrap().unwrap().text, story(seq - 1));
+        }
+        assert_eq!(
+            seqs_of(&store.articles_after(5, 7).unwrap()),
+            (6..=12).collect::<Vec<_>>()
+        );
+        let (back, last) = store.scan_articles(15, true, 100, 100, |_| true).unwrap();
+        assert_eq!(seqs_of(&back), (1..=15).rev().collect::<Vec<_>>());
+        assert_eq!(last, Some(1));
+        let (page, _) = store.scan_articles(9, false, 3, 100, |_| true).unwrap();
+        assert_eq!(seqs_of(&page), [9, 10, 11]);
+        assert_eq!(seqs_of(&store.duplicates_after(0, 10).unwrap()), [1, 2]);
+        let (_, twelve) = &store.article_records_after(11, 1).unwrap()[0];
+        assert!(String::from_utf8_lossy(twelve).contains("copy-of-12"));
+
+        // Retention takes the five oldest, article 3 with its copy (the first of its group).
+        let limits = crate::config::RetentionConfig {
+            max_age: None,
+            max_articles: Some(15),
+            min_free: 0,
+        };
+        let later = now + chrono::Duration::seconds(10);
+        let done = w
+            .retain(&limits, std::time::Duration::from_secs(1), later, 1000)
+            .unwrap();
+        assert_eq!((done.articles, done.duplicates), (5, 1));
+        assert_eq!(
+            seqs_of(&store.articles_after(0, 100).unwrap()),
+            (6..=20).collect::<Vec<_>>()
+        );
+        assert_eq!(seqs_of(&store.duplicates_after(0, 10).unwrap()), [2]);
+        assert!(store.duplicate(1).unwrap().is_none());
+        assert!(store.article(3).unwrap().is_none());
+        assert_eq!(store.article(6).unwrap().unwrap().text, story(5));
+        let report = store.fsck().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!((report.articles, report.duplicates), (15, 1));
+
+        // Indexes rebuilt from the groups know the same articles.
+        store.flush().unwrap();
+        drop((w, store));
+        std::fs::remove_file(dir.path().join(LOOKUP_FILE)).unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(
+            store.item(&article_id("http://f/", "g11")).unwrap(),
+            Some((true, 12))
+        );
+        assert_eq!(
+            store.item(&article_id("http://g/", "copy-of-12")).unwrap(),
+            Some((false, 2))
+        );
+        let c = candidate("http://other/", "x", None, &story(14));
+        let settings = Settings {
+            max_distance: 3,
+            containment: 0.7,
+        };
+        assert!(matches!(
+            judge(&c, &fingerprint(&c.text), &store, settings).unwrap(),
+            Verdict::Duplicate(Match { seq: 15, .. })
+        ));
+    }
+
+    /// A format-5 database: each record has a key of its own. It opens as it is, is stamped
+    /// format 6, and its records read, page and expire beside the groups written after them.
+    #[test]
+    fn a_format_5_database_reads_its_records_beside_new_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_in_one_commit(&mut w, "http://f/", 0..3, now);
+            let c = candidate("http://g/", "copy-of-2", None, &story(1));
+            w.insert_duplicate_committed(&c, &fingerprint(&c.text), &content_copy(2), now)
+                .unwrap();
+            // As format 5 stored them: a key per record.
+            let h = store.h().unwrap();
+            let mut batch = sled::Batch::default();
+            for (log, single, group) in [
+                (seqlog::ARTICLES, keys::ARTICLE, keys::ARTICLE_GROUP),
+                (seqlog::DUPLICATES, keys::DUPLICATE, keys::DUPLICATE_GROUP),
+            ] {
+                for entry in log.forward(&h.main, 0, u64::MAX) {
+                    let (seq, v) = entry.unwrap();
+                    batch.insert(&keys::logged(single, seq)[..], v);
+                }
+                for k in h.main.scan_prefix([group]).keys() {
+                    batch.remove(k.unwrap());
+                }
+            }
+            h.main.apply_batch(batch).unwrap();
+            h.main
+                .insert(keys::meta(FORMAT_KEY), &5u64.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.meta(FORMAT_KEY).unwrap(), Some(FORMAT));
+        assert_eq!(store.article(2).unwrap().unwrap().text, story(1));
+        let mut w = store.writer().unwrap();
+        store_in_one_commit(&mut w, "http://f/", 3..6, now);
+        store.sync().unwrap();
+        assert_eq!(
+            seqs_of(&store.articles_after(0, 100).unwrap()),
+            (1..=6).collect::<Vec<_>>()
+        );
+        let (back, _) = store.scan_articles(5, true, 100, 100, |_| true).unwrap();
+        assert_eq!(seqs_of(&back), [5, 4, 3, 2, 1]);
+        let (_, two) = &store.article_records_after(1, 1).unwrap()[0];
+        assert!(String::from_utf8_lossy(two).contains("copy-of-2"));
+        let limits = crate::config::RetentionConfig {
+            max_age: None,
+            max_articles: Some(2),
+            min_free: 0,
+        };
+        let later = now + chrono::Duration::seconds(10);
+        let done = w
+            .retain(&limits, std::time::Duration::from_secs(1), later, 1000)
+            .unwrap();
+        assert_eq!((done.articles, done.duplicates), (4, 1));
+        assert_eq!(seqs_of(&store.articles_after(0, 100).unwrap()), [5, 6]);
+        let h = store.h().unwrap();
+        assert_eq!(h.main.scan_prefix([keys::ARTICLE]).count(), 0);
+        assert_eq!(h.main.scan_prefix([keys::DUPLICATE]).count(), 0);
+        let report = store.fsck().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
     /// A power loss after sled made pointers durable but before the body log was: the records
     /// whose bodies are gone are removed whole (with their item ids, their copies and the
     /// counters), which no reader could have seen; everything made visible stays.
@@ -2154,11 +2313,18 @@ mod tests {
             let store = Store::open(dir.path(), &Options::default()).unwrap();
             let mut w = store.writer().unwrap();
             store_stories(&mut w, 3, now);
-            // Article 1 as format 3 stored it: the value itself under its key.
+            // Article 1 as format 3 stored it: the value itself under a key of its own (each
+            // story was its own commit, so its group held it alone).
             let h = store.h().unwrap();
-            let key = keys::logged(keys::ARTICLE, 1);
-            let value = store.resolve(1, h.main.get(key).unwrap().unwrap()).unwrap();
-            h.main.insert(key, value).unwrap();
+            let pointer = seqlog::ARTICLES.get(&h.main, 1).unwrap().unwrap();
+            let value = store.resolve(1, pointer).unwrap();
+            h.main
+                .remove(keys::logged(keys::ARTICLE_GROUP, 1))
+                .unwrap()
+                .unwrap();
+            h.main
+                .insert(keys::logged(keys::ARTICLE, 1), value)
+                .unwrap();
             h.main
                 .insert(keys::meta(FORMAT_KEY), &3u64.to_be_bytes())
                 .unwrap();

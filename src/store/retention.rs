@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::seqlog::{self, SeqLog};
 use super::{Article, ArticleKeys, IdAndUrl, StoreError, Writer, corrupt, keys, records, to_json};
 use crate::config::RetentionConfig;
 use crate::dedup;
@@ -78,14 +79,9 @@ impl Writer {
 
         // Articles, oldest first, until the first one both limits keep.
         let mut doomed = Vec::new();
-        for kv in self
-            .store
-            .h()?
-            .main
-            .range(keys::logged(keys::ARTICLE, 0)..=keys::logged(keys::ARTICLE, u64::MAX))
-        {
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+        let h = self.store.h()?;
+        for entry in seqlog::ARTICLES.forward(&h.main, 0, u64::MAX) {
+            let (seq, v) = entry?;
             let v = self.store.resolve(seq, v)?;
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "article keys"))?;
             let old = age_cutoff.is_some_and(|c| ak.stored_ms < c);
@@ -109,14 +105,8 @@ impl Writer {
 
         // Tombstones the window has passed.
         let mut expired = Vec::new();
-        for kv in self
-            .store
-            .h()?
-            .main
-            .range(keys::logged(keys::TOMBSTONE, 0)..=keys::logged(keys::TOMBSTONE, u64::MAX))
-        {
-            let (k, v) = kv?;
-            let seq = keys::read_u64(&k[1..]).unwrap_or(0);
+        for entry in seqlog::TOMBSTONES.forward(&h.main, 0, u64::MAX) {
+            let (seq, v) = entry?;
             let ak = records::article_keys(&v).ok_or_else(|| corrupt(seq, "tombstone keys"))?;
             if ak.stored_ms >= window_cutoff {
                 break;
@@ -128,7 +118,7 @@ impl Writer {
             expired.push((seq, v, ak));
         }
         for (seq, value, ak) in expired {
-            done.duplicates += self.forget_article(keys::TOMBSTONE, seq, &value, &ak)?;
+            done.duplicates += self.forget_article(seqlog::TOMBSTONES, seq, &value, &ak)?;
             done.expired_tombstones += 1;
         }
         if done.any() && !done.more {
@@ -148,7 +138,7 @@ impl Writer {
         tombstone: bool,
     ) -> Result<usize, StoreError> {
         if !tombstone {
-            return self.forget_article(keys::ARTICLE, seq, value, ak);
+            return self.forget_article(seqlog::ARTICLES, seq, value, ak);
         }
         let json = records::article_json(value).ok_or_else(|| corrupt(seq, "article record"))?;
         let article: Article =
@@ -158,22 +148,23 @@ impl Writer {
             ..article
         });
         let mut batch = sled::Batch::default();
-        batch.remove(&keys::logged(keys::ARTICLE, seq)[..]);
+        let h = self.store.h()?;
+        seqlog::ARTICLES.remove(&h.main, &mut batch, [seq])?;
         batch.insert(
             &keys::logged(keys::TOMBSTONE, seq)[..],
             records::encode_article(&stub, ak),
         );
-        self.store.h()?.main.apply_batch(batch)?;
+        h.main.apply_batch(batch)?;
         self.store.note_unsynced();
         Ok(0)
     }
 
-    /// Removes the record under `prefix` + `seq` (an article or a tombstone) with its item id,
+    /// Removes record `seq` of `log` (an article or a tombstone) with its item id,
     /// and the duplicate records that repeat it with theirs, and forgets its guid and link in
     /// the lookup tables. Returns how many duplicate records went.
     fn forget_article(
         &mut self,
-        prefix: u8,
+        log: SeqLog,
         seq: u64,
         value: &[u8],
         ak: &ArticleKeys,
@@ -181,24 +172,26 @@ impl Writer {
         let store = &self.store;
         let json = records::article_json(value).ok_or_else(|| corrupt(seq, "article record"))?;
         let a: IdAndUrl = serde_json::from_slice(json).map_err(|e| corrupt(seq, &e.to_string()))?;
+        let h = store.h()?;
         let mut batch = sled::Batch::default();
-        batch.remove(&keys::logged(prefix, seq)[..]);
+        log.remove(&h.main, &mut batch, [seq])?;
         let item = keys::item(&a.id);
         if store.h()?.main.get(&item)?.as_deref() == Some(&keys::became_article(seq)[..]) {
             batch.remove(item);
         }
         let mut copies = Vec::new();
-        for key in store.h()?.main.scan_prefix(keys::also_prefix(seq)).keys() {
+        let mut gone = Vec::new();
+        for key in h.main.scan_prefix(keys::also_prefix(seq)).keys() {
             let key = key?;
             let dup = keys::read_u64(&key[9..]).unwrap_or(0);
             batch.remove(key);
-            if let Some(v) = store.h()?.main.get(keys::logged(keys::DUPLICATE, dup))? {
+            if let Some(v) = seqlog::DUPLICATES.get(&h.main, dup)? {
                 let v = store.resolve(dup, v)?;
                 let json =
                     records::article_json(&v).ok_or_else(|| corrupt(dup, "duplicate record"))?;
                 let d: IdAndUrl =
                     serde_json::from_slice(json).map_err(|e| corrupt(dup, &e.to_string()))?;
-                batch.remove(&keys::logged(keys::DUPLICATE, dup)[..]);
+                gone.push(dup);
                 let item = keys::item(&d.id);
                 if store.h()?.main.get(&item)?.as_deref() == Some(&keys::became_duplicate(dup)[..])
                 {
@@ -207,7 +200,8 @@ impl Writer {
                 copies.push(d.id);
             }
         }
-        store.h()?.main.apply_batch(batch)?;
+        seqlog::DUPLICATES.remove(&h.main, &mut batch, gone)?;
+        h.main.apply_batch(batch)?;
         store.note_unsynced();
         let global_guid = dedup::is_global_guid(&ak.guid).then_some(ak.guid.as_str());
         let mut lookup = store.lookup()?.write().unwrap_or_else(|p| p.into_inner());
