@@ -7,8 +7,9 @@
 //! # Promises
 //! - **Order.** Articles and duplicates each get a sequence number from a counter kept in the
 //!   database and written in the same batch as the record, so seq is strictly increasing and
-//!   never reused, even across crashes.
-//! - **Atomicity.** An article, its item id and the counter are one sled batch on one tree
+//!   never reused for a record a reader was shown, even across crashes.
+//! - **Atomicity.** A commit's articles (their group in the seq log, [`seqlog`]), its
+//!   duplicates with their `also_seen` links, and the counters are one sled batch on one tree
 //!   ([`keys`] shows the layout): after a crash an article is either stored or absent. Its
 //!   value is appended to the body log before that batch is applied, and synced before sled is
 //!   flushed; a record whose value a power loss took anyway is removed whole when the store
@@ -29,11 +30,11 @@
 //! # Costs
 //! Measured on sled 0.34 (see README): a point read is 0.2 µs when the key is absent and about
 //! 1 µs when present while the database fits sled's cache, but tens of microseconds once it
-//! does not, and every key written costs 4 to 8 µs. So sled holds only what must be durable,
-//! three small keys per article (the value is a 17-byte pointer into the body log: values of
-//! kilobytes made sled copy them again at every node split and consolidation), and every dedup
-//! check is answered from memory; sled is read only to confirm a hit (a guid or link hash, an
-//! anchor's candidates).
+//! does not, and every key written costs 4 to 8 µs. So sled holds only what must be durable:
+//! since format 6 one key per commit for the articles it stores, holding 16-byte pointers into
+//! the body log (values of kilobytes made sled copy them again at every node split and
+//! consolidation), and every dedup check is answered from memory; sled is read only to confirm
+//! a hit.
 
 pub mod bodies;
 pub mod fsck;
