@@ -133,7 +133,7 @@ pub async fn take_hosts(
 ///
 /// `feeds` is the feed list when it started; `listed` brings the list's changes (the shared
 /// list's, [`super::feeds`]): a feed of a host held goes to the scheduler at once, a feed of a
-/// new host brings the next lease round forward (to [`LIST_SETTLE`] later), and a host left
+/// new host brings the next lease round forward (to `LIST_SETTLE` later), and a host left
 /// without feeds is released. Returns the leases held at the end.
 pub async fn keep_leases(
     cluster: (Leases, super::Members, StateBucket, Store),
