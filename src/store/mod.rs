@@ -2234,6 +2234,51 @@ mod tests {
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 
+    /// A power loss that took the end of one commit's bodies: the commit's first article stays,
+    /// the rest of its group goes, and the seqs handed out again start a new group that does
+    /// not hide the article that stayed.
+    #[test]
+    fn a_group_cut_by_a_power_loss_keeps_its_first_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let cut;
+        {
+            let store = Store::open(dir.path(), &Options::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            store_stories(&mut w, 5, now);
+            store.sync().unwrap();
+            store_in_one_commit(&mut w, "http://f/", 5..8, now);
+            let h = store.h().unwrap();
+            h.db.flush().unwrap();
+            let six = seqlog::ARTICLES.get(&h.main, 6).unwrap().unwrap();
+            cut = bodies::Pointer::decode(&six).unwrap().end().1;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments(dir.path())[0])
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let store = Store::open(dir.path(), &Options::default()).unwrap();
+        assert_eq!(store.last_article_seq().unwrap(), 6);
+        let mut w = store.writer().unwrap();
+        let c = candidate("http://f/", "g6", None, &story(6));
+        assert!(matches!(
+            w.insert_article_committed(&c, &fingerprint(&c.text), now)
+                .unwrap(),
+            Inserted::Stored { seq: 7, .. }
+        ));
+        store.sync().unwrap();
+        assert_eq!(store.article(6).unwrap().unwrap().text, story(5));
+        assert_eq!(store.article(7).unwrap().unwrap().text, story(6));
+        assert_eq!(
+            seqs_of(&store.articles_after(0, 100).unwrap()),
+            (1..=7).collect::<Vec<_>>()
+        );
+        let report = store.fsck().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
     /// A power loss after sled made pointers durable but before the body log was: the records
     /// whose bodies are gone are removed whole (with their item ids, their copies and the
     /// counters), which no reader could have seen; everything made visible stays.
