@@ -303,8 +303,9 @@ fn main() {
     let mut hosts = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for h in 0..a.hosts {
-        let listener =
-            std::net::TcpListener::bind(format!("127.0.0.{}:0", h + 1)).expect("bind loopback");
+        // 127.0.0.1, 127.0.0.2, ... on through 127.0.1.0 and beyond: all of 127/8 is loopback.
+        let ip = std::net::Ipv4Addr::from(0x7f00_0001 + h as u32);
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         addrs.push(listener.local_addr().expect("addr"));
         hosts.push(listener);

@@ -17,7 +17,7 @@ use crate::config::FeedConfig;
 use crate::dedup::clean::Boilerplate;
 use crate::dedup::fingerprint::Fingerprint;
 use crate::dedup::fingerprint::{Words, fingerprint_words};
-use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
+use crate::fetch::{FetchError, Fetched, Fetcher, Reuse, Validators};
 use crate::parse::Candidate;
 use crate::parse::parse_feed;
 use crate::store::{FeedState, Store};
@@ -127,12 +127,14 @@ impl Poller {
         &self.store
     }
 
-    /// Polls `feed`, whose stored state is `prev`. `request_done` is called once the HTTP
-    /// exchange is over, with the `Retry-After` the server asked for, if any.
+    /// Polls `feed`, whose stored state is `prev`, keeping its connection when `reuse` says so.
+    /// `request_done` is called once the HTTP exchange is over, with the `Retry-After` the
+    /// server asked for, if any.
     pub async fn poll(
         &self,
         feed: &FeedConfig,
         prev: Option<&FeedState>,
+        reuse: Reuse,
         request_done: impl FnOnce(Option<Duration>),
     ) -> Polled {
         let url = prev
@@ -142,7 +144,7 @@ impl Poller {
             etag: prev.and_then(|s| s.etag.clone()),
             last_modified: prev.and_then(|s| s.last_modified.clone()),
         };
-        let fetched = self.fetcher.fetch(url, &validators).await;
+        let fetched = self.fetcher.fetch(url, &validators, reuse).await;
         let retry_after = match &fetched {
             Err(FetchError::RateLimited { retry_after, .. }) => *retry_after,
             _ => None,

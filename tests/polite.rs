@@ -4,7 +4,8 @@ use chrono::DateTime;
 use serde_json::Value;
 
 use crate::util::hostile::{Act, Hostile};
-use crate::util::{TestEnv, data, wait_until};
+use crate::util::server::FeedServer;
+use crate::util::{TestEnv, data, generated_feed, wait_until};
 
 fn kell() -> Vec<u8> {
     std::fs::read(data("feeds/kell.atom")).unwrap()
@@ -147,6 +148,47 @@ fn per_host_limits_and_gaps_hold_and_a_busy_host_does_not_starve_the_others() {
     assert!(
         quiet_at < starts[2],
         "the quiet host waited behind the busy one"
+    );
+}
+
+/// A connection is kept only while another feed waits on its host: the request that empties a
+/// host's queue says `Connection: close`, so a pass over many hosts does not leave an idle
+/// connection, holding its buffers, to each of them.
+#[test]
+fn a_connection_is_kept_only_while_another_feed_waits_on_its_host() {
+    let busy = FeedServer::start_on("127.0.0.1:0");
+    let lone = FeedServer::start_on("127.0.0.2:0");
+    let mut urls = Vec::new();
+    for i in 0..3 {
+        let path = format!("/busy{i}.rss");
+        busy.set(
+            &path,
+            generated_feed(&format!("busy{i}"), 2),
+            "application/rss+xml",
+        );
+        urls.push(busy.url(&path));
+    }
+    lone.set(
+        "/lone.rss",
+        generated_feed("lone", 2),
+        "application/rss+xml",
+    );
+    urls.push(lone.url("/lone.rss"));
+    let env = TestEnv::with_feeds("concurrency = 4\nper_host = 1", &urls);
+    env.once();
+
+    let close = |s: &crate::util::server::Seen| s.connection.as_deref() == Some("close");
+    let lone_seen = lone.seen("/lone.rss");
+    assert_eq!(lone_seen.len(), 1);
+    assert!(close(&lone_seen[0]), "{lone_seen:?}");
+    let mut busy_seen: Vec<_> = (0..3)
+        .flat_map(|i| busy.seen(&format!("/busy{i}.rss")))
+        .collect();
+    busy_seen.sort_by_key(|s| s.order);
+    assert_eq!(
+        busy_seen.iter().map(close).collect::<Vec<_>>(),
+        [false, false, true],
+        "{busy_seen:?}"
     );
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{self, Config, PollConfig};
 use crate::dedup::fingerprint::fingerprint;
-use crate::fetch::{Fetched, Fetcher, Validators};
+use crate::fetch::{Fetched, Fetcher, Reuse, Validators};
 use crate::parse::{Candidate, parse_feed};
 
 #[derive(Serialize)]
@@ -29,7 +29,10 @@ pub async fn run(config: Option<&Config>, target: &str) -> anyhow::Result<()> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let url = config::feed_url(target, &cwd).map_err(|m| anyhow::anyhow!("{target}: {m}"))?;
     let fetcher = Fetcher::new(&poll)?;
-    let body = match fetcher.fetch(&url, &Validators::default()).await? {
+    let body = match fetcher
+        .fetch(&url, &Validators::default(), Reuse::Close)
+        .await?
+    {
         Fetched::Body { body, .. } => body,
         Fetched::NotModified { .. } => {
             anyhow::bail!("{url}: the server answered 304 to an unconditional request")

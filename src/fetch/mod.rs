@@ -31,8 +31,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION,
+    ACCEPT, CONNECTION, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
 };
 
 use crate::config::PollConfig;
@@ -56,6 +56,22 @@ pub struct Validators {
     pub etag: Option<String>,
     /// The `Last-Modified` header.
     pub last_modified: Option<String>,
+}
+
+/// Whether the connection a fetch uses is worth keeping for the next request to its host.
+///
+/// An idle HTTP/1.1 connection keeps its read buffer, grown to the size of the feed it carried,
+/// until the pool's idle timeout: polling 5,000 feeds on 5,000 hosts peaked at 409 MB with every
+/// connection pooled and 89 MB with none (README, "One polling cycle over 10,000 feeds"). The
+/// scheduler knows whether another feed waits on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Another request to the host follows: the connection goes back to the pool.
+    Keep,
+    /// Nothing waits on the host: the request says `Connection: close`, and the connection
+    /// ends with the response instead of idling. (HTTP/2 has no such header; its one
+    /// connection per host stays pooled until the idle timeout.)
+    Close,
 }
 
 /// What the server said besides the body, kept whatever the answer.
@@ -230,8 +246,14 @@ impl Fetcher {
         })
     }
 
-    /// Fetches `url`, conditionally on `validators`, following redirects.
-    pub async fn fetch(&self, url: &str, validators: &Validators) -> Result<Fetched, FetchError> {
+    /// Fetches `url`, conditionally on `validators`, following redirects; `reuse` says whether
+    /// to keep the connection for another request to the host.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        validators: &Validators,
+        reuse: Reuse,
+    ) -> Result<Fetched, FetchError> {
         if url.starts_with("file://") {
             return self.fetch_file(url, validators).await;
         }
@@ -241,6 +263,9 @@ impl Fetcher {
         let mut response = loop {
             let current = chain.last().map(String::as_str).unwrap_or(url);
             let mut request = self.client.get(current).header(ACCEPT, ACCEPT_FEEDS);
+            if reuse == Reuse::Close {
+                request = request.header(CONNECTION, "close");
+            }
             if let Some(etag) = &validators.etag {
                 request = request.header(IF_NONE_MATCH, etag);
             }

@@ -166,6 +166,11 @@ impl Hosts {
         self.sleeping.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// True when a feed waits on host `key` (so a connection to it is worth keeping).
+    pub fn has_waiting(&self, key: &str) -> bool {
+        self.hosts.get(key).is_some_and(|h| !h.waiting.is_empty())
+    }
+
     /// True when no feed waits on any host.
     pub fn is_empty(&self) -> bool {
         self.hosts.values().all(|h| h.waiting.is_empty())

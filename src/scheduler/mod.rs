@@ -43,7 +43,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::catalog::Change;
 use crate::config::{FeedConfig, PollConfig};
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Reuse};
 use crate::poll::{PollOutcome, PollReport, Poller};
 use crate::service::Heartbeat;
 use crate::store::FeedStatus;
@@ -258,7 +258,13 @@ impl Scheduler {
                     self.metrics
                         .lag(now.saturating_duration_since(due).as_secs_f64());
                 }
-                self.spawn_poll(i, host, &reports, &events_tx, &abort, tracker);
+                // The connection is kept only for a feed already waiting on the same host.
+                let reuse = if self.hosts.has_waiting(&host) {
+                    Reuse::Keep
+                } else {
+                    Reuse::Close
+                };
+                self.spawn_poll(i, host, reuse, &reports, &events_tx, &abort, tracker);
             }
             if mode == Mode::Once && queue.is_empty() && in_flight == 0 && self.hosts.is_empty() {
                 break;
@@ -373,10 +379,12 @@ impl Scheduler {
         let _ = reports.send(report).await;
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_poll(
         &self,
         i: usize,
         host: String,
+        reuse: Reuse,
         reports: &mpsc::Sender<PollReport>,
         events: &mpsc::UnboundedSender<Event>,
         abort: &CancellationToken,
@@ -401,7 +409,7 @@ impl Scheduler {
                     host: Some(host),
                 };
                 let polled = tokio::select! {
-                    polled = poller.poll(&feed, prev.as_ref(), move |retry| slot.release(retry)) => Some(polled),
+                    polled = poller.poll(&feed, prev.as_ref(), reuse, move |retry| slot.release(retry)) => Some(polled),
                     () = abort.cancelled() => None,
                 };
                 let elapsed = clock.elapsed();

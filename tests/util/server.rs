@@ -30,6 +30,10 @@ pub struct Seen {
     pub if_modified_since: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The `Connection` header.
+    pub connection: Option<String>,
+    /// When the server saw it: 0 for its first request, then counting up across all paths.
+    pub order: u64,
     /// What the server answered.
     pub status: u16,
 }
@@ -38,6 +42,7 @@ pub struct Seen {
 struct Shared {
     resources: HashMap<String, Resource>,
     seen: HashMap<String, Vec<Seen>>,
+    requests: u64,
     version: u64,
 }
 
@@ -174,10 +179,14 @@ async fn serve(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> Re
             }
         }
     };
+    let order = s.requests;
+    s.requests += 1;
     s.seen.entry(path).or_default().push(Seen {
         if_none_match,
         if_modified_since,
         user_agent: header_str(&h, header::USER_AGENT),
+        connection: header_str(&h, header::CONNECTION),
+        order,
         status,
     });
     response
