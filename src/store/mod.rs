@@ -2062,6 +2062,16 @@ mod tests {
         v
     }
 
+    /// Cuts the body log's first segment to `len` bytes, as a power loss can.
+    fn cut_first_segment(dir: &Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments(dir)[0])
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
     /// Stores stories `range` from feed `feed` in one commit (one group in the article log).
     fn store_in_one_commit(
         w: &mut Writer,
@@ -2253,12 +2263,7 @@ mod tests {
             let six = seqlog::ARTICLES.get(&h.main, 6).unwrap().unwrap();
             cut = bodies::Pointer::decode(&six).unwrap().end().1;
         }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segments(dir.path())[0])
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        cut_first_segment(dir.path(), cut);
         let store = Store::open(dir.path(), &Options::default()).unwrap();
         assert_eq!(store.last_article_seq().unwrap(), 6);
         let mut w = store.writer().unwrap();
@@ -2311,13 +2316,7 @@ mod tests {
             assert_eq!(store.last_article_seq().unwrap(), 8);
         }
         // The machine went down before the log's last bytes reached the disk.
-        let segment = &segments(dir.path())[0];
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment)
-            .unwrap()
-            .set_len(synced_len)
-            .unwrap();
+        cut_first_segment(dir.path(), synced_len);
         let store = Store::open(dir.path(), &Options::default()).unwrap();
         assert_eq!(store.last_article_seq().unwrap(), 5);
         assert_eq!(store.articles_after(0, 100).unwrap().len(), 5);
