@@ -281,7 +281,7 @@ impl SeqLog {
         match keys::read_u64(&k[1..]).filter(|_| k.len() == 9) {
             Some(seq) => Ok((seq, v)),
             None => Err(StoreError::Corrupt {
-                what: format!("a {} key", self.what),
+                what: format!("{} record key", self.what),
                 message: format!("{} bytes long, not 9", k.len()),
             }),
         }
