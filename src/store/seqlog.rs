@@ -77,25 +77,23 @@ impl SeqLog {
             }
             return;
         };
-        let first = last + 1 - bodies.len() as u64;
-        let mut next = first;
+        let mut chunk_last = last - bodies.len() as u64;
         for chunk in bodies.chunks(MAX_GROUP) {
             let mut value = Vec::with_capacity(chunk.len() * ENTRY);
             for p in chunk {
                 value.extend_from_slice(&p.encode()[1..]);
             }
-            next += chunk.len() as u64;
-            batch.insert(&keys::logged(group, next - 1)[..], value);
+            chunk_last += chunk.len() as u64;
+            batch.insert(&keys::logged(group, chunk_last)[..], value);
         }
     }
 
     /// The stored value of record `seq`, if there is one.
     pub fn get(&self, tree: &sled::Tree, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        if let Some((last, value)) = self.group_at(tree, seq)? {
-            let n = value.len() / ENTRY;
-            if last - seq < n as u64 {
-                return Ok(entry(&value, n - 1 - (last - seq) as usize));
-            }
+        if let Some((last, value)) = self.group_at(tree, seq)?
+            && let Some(i) = position(last, &value, seq)
+        {
+            return Ok(entry(&value, i));
         }
         Ok(tree.get(keys::logged(self.single, seq))?)
     }
@@ -175,22 +173,24 @@ impl SeqLog {
         // Groups edited so far, by last seq.
         let mut edited: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         for seq in seqs {
-            let covers = |last: u64, value: &[u8]| last - seq < (value.len() / ENTRY) as u64;
-            let held = match edited.range(seq..).next() {
-                Some((&last, value)) if covers(last, value) => Some(last),
-                _ => match self.group_at(tree, seq)? {
-                    Some((last, value)) if covers(last, &value) => {
+            // The group that holds `seq`, as edited so far or as stored: its last seq and the
+            // entry's place in it.
+            let edited_group = edited
+                .range(seq..)
+                .next()
+                .and_then(|(&last, value)| Some((last, position(last, value, seq)?)));
+            let held = match edited_group {
+                Some(held) => Some(held),
+                None => match self.group_at(tree, seq)? {
+                    Some((last, value)) => position(last, &value, seq).map(|i| {
                         edited.insert(last, value.to_vec());
-                        Some(last)
-                    }
-                    _ => None,
+                        (last, i)
+                    }),
+                    None => None,
                 },
             };
-            match held.and_then(|last| Some((last, edited.get_mut(&last)?))) {
-                Some((last, value)) => {
-                    let i = value.len() / ENTRY - 1 - (last - seq) as usize;
-                    value[i * ENTRY..(i + 1) * ENTRY].fill(0);
-                }
+            match held.and_then(|(last, i)| Some((i, edited.get_mut(&last)?))) {
+                Some((i, value)) => value[i * ENTRY..(i + 1) * ENTRY].fill(0),
                 None => batch.remove(&keys::logged(self.single, seq)[..]),
             }
         }
@@ -286,6 +286,14 @@ impl SeqLog {
             }),
         }
     }
+}
+
+/// Where `seq` sits in the group whose last seq is `last` (`last` at least `seq`), if the group
+/// reaches back that far.
+fn position(last: u64, value: &[u8], seq: u64) -> Option<usize> {
+    let n = value.len() / ENTRY;
+    let back = usize::try_from(last - seq).ok()?;
+    (back < n).then(|| n - 1 - back)
 }
 
 /// Entry `i` of a group as a stored value (an encoded pointer), or `None` for a hole.
